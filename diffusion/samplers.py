@@ -1,0 +1,169 @@
+"""Samplers: small pure functions over a denoiser, a time grid and a frame mask.
+
+Every sampler has the signature
+
+    sample_x(denoiser, noise, given, mask, times, *, extra_args, generator, callback, disable, **options) -> video
+
+and works on any ``Denoiser`` (any network, any parameterization, discrete or continuous schedule). Before each call
+of the denoiser the observed frames of z are set to the given frames, and the returned video holds them exactly.
+``times`` is a decreasing grid from ``schedule.sampling_times(steps)``; its last entry is the clean state.
+
+In the notation of Kingma et al. (VDM), for a step from time t to the less noisy time s:
+    alpha_{t|s} = alpha_t / alpha_s,   sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2
+    q(z_s | z_t, x) = N(mu, sigma_tilde^2):
+        mu = (alpha_{t|s} sigma_s^2 / sigma_t^2) z_t + (alpha_s sigma_{t|s}^2 / sigma_t^2) x
+        sigma_tilde^2 = sigma_{t|s}^2 sigma_s^2 / sigma_t^2
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import Tensor
+from tqdm.auto import trange
+
+from diffusion.denoiser import Denoiser
+from diffusion.masks import FrameMask
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+class Sampler(Protocol):
+    def __call__(
+        self,
+        denoiser: Denoiser,
+        noise: Tensor,
+        given: Tensor,
+        mask: FrameMask,
+        times: Tensor,
+        **kwargs: Any,
+    ) -> Tensor: ...
+
+
+def randn_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Gaussian noise of x's shape, drawn from ``generator`` (which may live on another device)."""
+    if generator is None:
+        return torch.randn_like(x)
+    return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+
+
+def _coefficients(denoiser: Denoiser, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+    alpha, sigma = denoiser.schedule.alpha_sigma(t.reshape(1))
+    return alpha.to(z.device, z.dtype), sigma.to(z.device, z.dtype)
+
+
+@torch.no_grad()
+def sample_ddim(
+    denoiser: Denoiser,
+    noise: Tensor,
+    given: Tensor,
+    mask: FrameMask,
+    times: Tensor,
+    *,
+    eta: float = 0.0,
+    extra_args: dict[str, Any] | None = None,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    disable: bool = True,
+) -> Tensor:
+    """DDIM (Song et al. 2021): z_s = alpha_s x_hat + sqrt(sigma_s^2 - c^2) eps_hat + c noise,
+    with c = eta * (sigma_s / sigma_t) * sqrt(1 - alpha_t^2 / alpha_s^2); eta = 1 is DDPM's posterior variance."""
+    extra_args = extra_args or {}
+    z = noise
+    for i in trange(len(times) - 1, disable=disable, desc="DDIM", leave=False):
+        t, s = times[i], times[i + 1]
+        z = mask.keep_observed(z, given)
+        x0 = mask.keep_observed(denoiser(z, t.expand(z.shape[0]), mask, **extra_args), given)
+        alpha_t, sigma_t = _coefficients(denoiser, t, z)
+        alpha_s, sigma_s = _coefficients(denoiser, s, z)
+        eps = (z - alpha_t * x0) / sigma_t
+        c = eta * (sigma_s / sigma_t) * (1 - alpha_t**2 / alpha_s**2).clamp(min=0).sqrt()
+        z = alpha_s * x0 + (sigma_s**2 - c**2).clamp(min=0).sqrt() * eps
+        if eta > 0 and i < len(times) - 2:
+            z = z + c * randn_like(z, generator)
+        if callback is not None:
+            callback({"i": i, "t": t, "z": z, "x0": x0})
+    return mask.keep_observed(z, given)
+
+
+@torch.no_grad()
+def sample_ddpm(
+    denoiser: Denoiser,
+    noise: Tensor,
+    given: Tensor,
+    mask: FrameMask,
+    times: Tensor,
+    *,
+    gamma: float = 0.0,
+    extra_args: dict[str, Any] | None = None,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    disable: bool = True,
+) -> Tensor:
+    """Ancestral sampling from p(z_s | z_t) = q(z_s | z_t, x = x_hat).
+
+    The variance interpolates in log space between the posterior variance sigma_tilde^2 (gamma = 0, DDPM's "small")
+    and sigma_{t|s}^2 (gamma = 1, DDPM's "large" beta_t), as in Nichol & Dhariwal and VDM's gamma.
+    No noise is added on the last step.
+    """
+    extra_args = extra_args or {}
+    z = noise
+    for i in trange(len(times) - 1, disable=disable, desc="DDPM", leave=False):
+        t, s = times[i], times[i + 1]
+        z = mask.keep_observed(z, given)
+        x0 = mask.keep_observed(denoiser(z, t.expand(z.shape[0]), mask, **extra_args), given)
+        alpha_t, sigma_t = _coefficients(denoiser, t, z)
+        alpha_s, sigma_s = _coefficients(denoiser, s, z)
+        alpha_ts = alpha_t / alpha_s
+        sigma2_ts = sigma_t**2 - alpha_ts**2 * sigma_s**2
+        mean = (alpha_ts * sigma_s**2 / sigma_t**2) * z + (alpha_s * sigma2_ts / sigma_t**2) * x0
+        z = mean
+        if i < len(times) - 2:
+            lower = sigma2_ts * sigma_s**2 / sigma_t**2
+            log_var = gamma * torch.log(sigma2_ts) + (1 - gamma) * torch.log(lower)
+            z = z + torch.exp(0.5 * log_var) * randn_like(z, generator)
+        if callback is not None:
+            callback({"i": i, "t": t, "z": z, "x0": x0})
+    return mask.keep_observed(z, given)
+
+
+SAMPLERS: dict[str, Sampler] = {"ddim": sample_ddim, "ddpm": sample_ddpm}
+
+
+def get_sampler(name: str) -> Sampler:
+    if name not in SAMPLERS:
+        raise ValueError(f"sampler: unknown sampler {name!r}; choose one of {tuple(SAMPLERS)}")
+    return SAMPLERS[name]
+
+
+def sample(
+    denoiser: Denoiser,
+    given: Tensor,
+    mask: FrameMask,
+    *,
+    sampler: str = "ddim",
+    steps: int | None = None,
+    generator: torch.Generator | None = None,
+    extra_args: dict[str, Any] | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> Tensor:
+    """Generate the latent frames of ``mask`` given the observed frames of ``given`` (other frames are ignored).
+
+    ``steps`` defaults to the schedule's full chain; ``options`` go to the sampler (eta for DDIM, gamma for DDPM).
+    """
+    sample_fn = get_sampler(sampler)
+    times = denoiser.schedule.sampling_times(steps or denoiser.schedule.default_sampling_steps, given.device)
+    noise = randn_like(given, generator)
+    return sample_fn(
+        denoiser,
+        noise,
+        given,
+        mask.to(given.device),
+        times,
+        extra_args=extra_args,
+        generator=generator,
+        disable=not progress,
+        **options,
+    )

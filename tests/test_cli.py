@@ -1,0 +1,118 @@
+"""The framework end to end through LightningCLI: fit, test, predict, resume, DDP and config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import vdiff
+from tests.tiny_run import MAIN_CONFIG, REPO, tiny_config
+
+
+def run_cli(*args: str) -> None:
+    vdiff.run(list(args))
+
+
+def load_checkpoint(path: Path) -> dict:
+    # Checkpoints hold only tensors and plain types, so the safe loader reads them.
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_fit_test_predict_write_checkpoints_metrics_and_videos(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, wandb=True, model={"predict_length": 6})
+    run_cli("fit", "--config", str(config))
+    checkpoint = tmp_path / "checkpoints" / "last.ckpt"
+    assert checkpoint.exists()
+    assert list((tmp_path / "videos").glob("*.mp4")), "the sample logger wrote no validation videos"
+    assert list(tmp_path.glob("wandb/offline-run-*/files/media/videos/**/*.mp4")), "no video reached W&B"
+
+    run_cli("test", "--config", str(config), "--ckpt_path", "last", "--model.init_args.evaluation.num_samples", "3")
+    report = json.loads((tmp_path / "metrics_test.json").read_text())
+    assert report["num_videos"] == 4 and report["task"] == "prediction" and report["num_given"] == 2
+    assert report["sampler"] == "ddim" and report["sampling_steps"] == 3
+    assert report["protocol"]["num_samples"] == 3
+    assert set(report["model"]) == {"psnr_mean", "psnr_best", "ssim_mean", "ssim_best", "crps"}
+    assert set(report["copy_last_frame"]) == {"psnr_mean", "psnr_best", "ssim_mean", "ssim_best"}
+    assert report["model"]["psnr_best"] >= report["model"]["psnr_mean"]
+    assert all(torch.isfinite(torch.tensor(v)) for v in report["model"].values())
+    assert "fvd" in report["notes"], "4-frame clips cannot give an FVD, and the report must say why"
+
+    run_cli("predict", "--config", str(config), "--ckpt_path", "last")
+    samples = sorted((tmp_path / "predictions").glob("sample_*.mp4"))
+    grids = sorted((tmp_path / "predictions").glob("grid_*.mp4"))
+    assert len(samples) == 2 and len(grids) == 2
+    import decord
+
+    reader = decord.VideoReader(str(samples[0]))
+    assert len(reader) == 6, "predict_length=6 should roll the 4-frame model forward to 6 frames"
+
+
+def test_print_config_shows_model_and_data_class_paths(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "--config", str(MAIN_CONFIG), "--print_config")
+    assert exit_info.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "class_path: lightning_modules.RaMViD" in printed
+    assert "class_path: datamodules.MovingShapesDataModule" in printed
+    assert "seed_everything: 0" in printed
+
+
+@pytest.mark.parametrize(
+    "model, data, field",
+    [
+        ({"image_size": 10, "channel_mult": [1, 2, 2]}, {"image_size": 10}, "image_size"),
+        ({"num_given": 4}, {}, "num_given"),
+        ({"task": "outpainting"}, {}, "task"),
+        ({"max_given": 4}, {}, "max_given"),
+        ({"sampler": "euler"}, {}, "sampler"),
+        ({"prediction": "score"}, {}, "prediction"),
+        ({"num_frames": 6}, {}, "num_frames"),
+    ],
+)
+def test_bad_config_stops_before_training_naming_the_field(tmp_path: Path, model: dict, data: dict, field: str) -> None:
+    config = tiny_config(tmp_path, model=model, data=data)
+    with pytest.raises(Exception) as error:
+        run_cli("fit", "--config", str(config))
+    assert field in str(error.value)
+    assert not (tmp_path / "checkpoints").exists(), "no training step may run on a bad config"
+
+
+def test_resume_continues_training_with_ema_intact(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path)
+    run_cli("fit", "--config", str(config))
+    first = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert first["global_step"] == 4 and int(first["state_dict"]["ema.n_averaged"]) == 4
+
+    run_cli("fit", "--config", str(config), "--trainer.max_steps", "8", "--ckpt_path", "last")
+    resumed = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert resumed["global_step"] == 8
+    # An EMA restarted from scratch would have averaged only the 4 new steps.
+    assert int(resumed["state_dict"]["ema.n_averaged"]) == 8
+    name = next(k for k in resumed["state_dict"] if k.startswith("network.") and k.endswith("weight"))
+    ema_name = "ema.module." + name.removeprefix("network.")
+    assert not torch.equal(resumed["state_dict"][name], first["state_dict"][name]), "training did not continue"
+    assert not torch.equal(resumed["state_dict"][ema_name], first["state_dict"][ema_name]), "EMA did not continue"
+    assert not torch.equal(resumed["state_dict"][ema_name], resumed["state_dict"][name]), "EMA equals raw weights"
+
+
+def test_ddp_two_cpu_processes_train_a_few_steps(tmp_path: Path) -> None:
+    # Lightning's DDP launcher re-runs the current command in the child process, so it must be the CLI, not pytest.
+    config = tiny_config(tmp_path, trainer={"max_steps": 3, "limit_val_batches": 0})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "vdiff", "fit", "--config", str(config),
+            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        ],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 3
+    assert int(checkpoint["state_dict"]["ema.n_averaged"]) == 3

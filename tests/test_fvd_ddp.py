@@ -1,0 +1,45 @@
+"""FVD (and CRPS / FrameQuality) give the same value on 2 DDP ranks as on one process.
+
+The workers run in a separate interpreter (tests/_fvd_ddp_worker.py) so process-group
+state and spawned children never touch the pytest process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch.distributed as dist
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch built without distributed support")
+def test_metrics_identical_under_two_process_ddp(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "_fvd_ddp_worker.py"), str(out), str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    single, ranks = result["single"], result["ranks"]
+    assert single["fvd"] > 0 and single["local_real_n"] == 11
+    # The ranks really held different, uneven shards of the data...
+    assert [r["local_real_n"] for r in ranks] == [8, 3]
+    # ...yet every rank reports the single-process value (states are all-reduced sums).
+    for rank_result in ranks:
+        for key, value in single.items():
+            if key != "local_real_n":
+                assert rank_result[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
