@@ -138,6 +138,8 @@ class RandomFrameMasks:
         batch_size, num_frames = frame_indices.shape
         device = frame_indices.device
         max_given = min(self.max_given or num_frames - 1, num_frames - 1)
+        if max_given < 1:  # single-frame clips (images) can only be generated unconditionally
+            return FrameMask.from_observed(torch.zeros_like(frame_indices, dtype=torch.bool), frame_indices)
         # r ~ U{1..max_given}, then the r positions with the smallest random keys are given.
         r = torch.randint(1, max_given + 1, (batch_size, 1), generator=generator).to(device)
         keys = torch.rand(batch_size, num_frames, generator=generator).to(device)

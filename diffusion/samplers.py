@@ -77,11 +77,14 @@ def sample_ddim(
         x0 = mask.keep_observed(denoiser(z, t.expand(z.shape[0]), mask, **extra_args), given)
         alpha_t, sigma_t = _coefficients(denoiser, t, z)
         alpha_s, sigma_s = _coefficients(denoiser, s, z)
-        eps = (z - alpha_t * x0) / sigma_t
-        c = eta * (sigma_s / sigma_t) * (1 - alpha_t**2 / alpha_s**2).clamp(min=0).sqrt()
-        z = alpha_s * x0 + (sigma_s**2 - c**2).clamp(min=0).sqrt() * eps
-        if eta > 0 and i < len(times) - 2:
-            z = z + c * randn_like(z, generator)
+        if i == len(times) - 2:
+            z = x0  # the last step lands on the clean state (continuous grids end at sigma ~ 0, not 0)
+        else:
+            eps = (z - alpha_t * x0) / sigma_t
+            c = eta * (sigma_s / sigma_t) * (1 - alpha_t**2 / alpha_s**2).clamp(min=0).sqrt()
+            z = alpha_s * x0 + (sigma_s**2 - c**2).clamp(min=0).sqrt() * eps
+            if eta > 0:
+                z = z + c * randn_like(z, generator)
         if callback is not None:
             callback({"i": i, "t": t, "z": z, "x0": x0})
     return mask.keep_observed(z, given)
@@ -105,7 +108,7 @@ def sample_ddpm(
 
     The variance interpolates in log space between the posterior variance sigma_tilde^2 (gamma = 0, DDPM's "small")
     and sigma_{t|s}^2 (gamma = 1, DDPM's "large" beta_t), as in Nichol & Dhariwal and VDM's gamma.
-    No noise is added on the last step.
+    The last step returns x_hat itself (no noise).
     """
     extra_args = extra_args or {}
     z = noise
@@ -115,14 +118,15 @@ def sample_ddpm(
         x0 = mask.keep_observed(denoiser(z, t.expand(z.shape[0]), mask, **extra_args), given)
         alpha_t, sigma_t = _coefficients(denoiser, t, z)
         alpha_s, sigma_s = _coefficients(denoiser, s, z)
-        alpha_ts = alpha_t / alpha_s
-        sigma2_ts = sigma_t**2 - alpha_ts**2 * sigma_s**2
-        mean = (alpha_ts * sigma_s**2 / sigma_t**2) * z + (alpha_s * sigma2_ts / sigma_t**2) * x0
-        z = mean
-        if i < len(times) - 2:
+        if i == len(times) - 2:
+            z = x0  # the last step lands on the clean state, without noise
+        else:
+            alpha_ts = alpha_t / alpha_s
+            sigma2_ts = sigma_t**2 - alpha_ts**2 * sigma_s**2
+            mean = (alpha_ts * sigma_s**2 / sigma_t**2) * z + (alpha_s * sigma2_ts / sigma_t**2) * x0
             lower = sigma2_ts * sigma_s**2 / sigma_t**2
             log_var = gamma * torch.log(sigma2_ts) + (1 - gamma) * torch.log(lower)
-            z = z + torch.exp(0.5 * log_var) * randn_like(z, generator)
+            z = mean + torch.exp(0.5 * log_var) * randn_like(z, generator)
         if callback is not None:
             callback({"i": i, "t": t, "z": z, "x0": x0})
     return mask.keep_observed(z, given)
@@ -154,7 +158,8 @@ def sample(
     ``steps`` defaults to the schedule's full chain; ``options`` go to the sampler (eta for DDIM, gamma for DDPM).
     """
     sample_fn = get_sampler(sampler)
-    times = denoiser.schedule.sampling_times(steps or denoiser.schedule.default_sampling_steps, given.device)
+    steps = denoiser.schedule.default_sampling_steps if steps is None else steps
+    times = denoiser.schedule.sampling_times(steps, given.device)
     noise = randn_like(given, generator)
     return sample_fn(
         denoiser,

@@ -57,6 +57,8 @@ class NoiseSchedule(ABC):
 
 def linear_betas(num_steps: int) -> Tensor:
     """Ho et al.'s linear beta schedule, rescaled so any N gives the same process as N = 1000."""
+    if num_steps <= 20:
+        raise ValueError(f"diffusion_steps: the linear schedule needs more than 20 steps, got {num_steps}")
     scale = 1000 / num_steps
     return torch.linspace(scale * 1e-4, scale * 0.02, num_steps, dtype=torch.float64)
 
