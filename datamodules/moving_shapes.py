@@ -35,6 +35,14 @@ def _bounce(position: np.ndarray, low: float, high: float) -> np.ndarray:
     return low + np.where(u > span, 2 * span - u, u)
 
 
+def _wrap(position: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Fold free motion onto the loop [low, high): what leaves at one end comes back, unchanged, at the other."""
+    return low + np.mod(position - low, high - low)
+
+
+MOTIONS = ("bounce", "wrap")
+
+
 def render_moving_shapes(
     rng: np.random.Generator,
     num_frames: int,
@@ -43,8 +51,15 @@ def render_moving_shapes(
     num_objects: int,
     size_range: tuple[float, float],
     speed_range: tuple[float, float],
+    motion: str = "bounce",
+    offscreen: float = 0.0,
 ) -> np.ndarray:
-    """A (T, C, H, W) float32 video in [0, 1]."""
+    """A (T, C, H, W) float32 video in [0, 1].
+
+    ``motion="bounce"``: squares bounce off the walls. ``motion="wrap"``: squares move on a loop that runs
+    ``offscreen`` pixels beyond the view (x and y in [-size, image_size + offscreen)): a square leaves the view, stays
+    out of it for a while and comes back with the same size and colour - long-range memory a model must keep.
+    """
     video = np.zeros((num_frames, channels, image_size, image_size), dtype=np.float32)
     steps = np.arange(num_frames, dtype=np.float64)
     for _ in range(num_objects):
@@ -52,8 +67,12 @@ def render_moving_shapes(
         speed = rng.uniform(*speed_range)
         angle = rng.uniform(0, 2 * np.pi)
         start = rng.uniform(0, image_size - size, size=2)
-        x = _bounce(start[0] + speed * np.cos(angle) * steps, 0.0, image_size - size)
-        y = _bounce(start[1] + speed * np.sin(angle) * steps, 0.0, image_size - size)
+        if motion == "wrap":
+            x = _wrap(start[0] + speed * np.cos(angle) * steps, -size, image_size + offscreen)
+            y = _wrap(start[1] + speed * np.sin(angle) * steps, -size, image_size + offscreen)
+        else:
+            x = _bounce(start[0] + speed * np.cos(angle) * steps, 0.0, image_size - size)
+            y = _bounce(start[1] + speed * np.sin(angle) * steps, 0.0, image_size - size)
         shape = _coverage(y, size, image_size)[:, :, None] * _coverage(x, size, image_size)[:, None, :]  # (T, H, W)
         color = rng.uniform(0.4, 1.0, size=channels) if channels > 1 else np.ones(1)
         layer = shape[:, None] * color[None, :, None, None]
@@ -73,6 +92,8 @@ class MovingShapesDataset(Dataset):
         size_range: tuple[float, float] = (3.0, 5.0),
         speed_range: tuple[float, float] = (0.5, 1.5),
         seed: int = 0,
+        motion: str = "bounce",
+        offscreen: float = 0.0,
     ):
         if split not in SPLITS:
             raise ValueError(f"split: unknown split {split!r}; choose one of {tuple(SPLITS)}")
@@ -80,6 +101,10 @@ class MovingShapesDataset(Dataset):
             raise ValueError(f"channels: the embedded data set renders 1 or 3 channels, got {channels}")
         if not 0 < size_range[0] <= size_range[1] < image_size:
             raise ValueError(f"size_range: object sizes {size_range} must lie in (0, image_size={image_size})")
+        if motion not in MOTIONS:
+            raise ValueError(f"motion: unknown motion {motion!r}; choose one of {MOTIONS}")
+        if offscreen < 0:
+            raise ValueError(f"offscreen: must be >= 0, got {offscreen}")
         self.split, self.size, self.seed = split, size, seed
         self.render_args = dict(
             num_frames=num_frames,
@@ -89,6 +114,8 @@ class MovingShapesDataset(Dataset):
             size_range=tuple(size_range),
             speed_range=tuple(speed_range),
         )
+        if motion != "bounce":  # the default renders exactly as before
+            self.render_args.update(motion=motion, offscreen=offscreen)
 
     def __len__(self) -> int:
         return self.size
@@ -125,6 +152,8 @@ class MovingShapesDataModule(pl.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        motion: str = "bounce",
+        offscreen: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -142,6 +171,8 @@ class MovingShapesDataModule(pl.LightningDataModule):
             size_range=size_range,
             speed_range=speed_range,
             seed=seed,
+            motion=motion,
+            offscreen=offscreen,
         )
 
     def dataset(self, split: str) -> MovingShapesDataset:
