@@ -17,7 +17,6 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 from torch import Tensor
 
-from diffusion import FrameMask
 from video_io import clip_grid, write_video
 
 
@@ -40,35 +39,37 @@ def run_dir(trainer: pl.Trainer) -> Path:
 
 
 class SampleVideoLogger(Callback):
-    """Every ``every_n_epochs`` validation epochs, sample the first ``num_videos`` validation clips (the module's
-    task, EMA weights, a fixed seed) and log the comparison grids to W&B and to ``<run dir>/videos``."""
+    """Every ``every_n_epochs`` validation epochs, log the (conditioning | sample | ground truth) grids of the first
+    ``num_videos`` validation clips to W&B and to ``<run dir>/videos``. The samples are those ``validation_step``
+    drew (EMA weights, the module's task, a fixed seed), so logging adds no sampling."""
 
     def __init__(self, every_n_epochs: int = 1, num_videos: int = 4, fps: int = 4, scale: int = 4, suffix: str = ".mp4"):
         super().__init__()
         self.every_n_epochs, self.num_videos = every_n_epochs, num_videos
         self.fps, self.scale, self.suffix = fps, scale, suffix
-        self._batch: dict[str, Tensor] | None = None
+        self._clips: list[Tensor] = []
+
+    def _active(self, trainer: pl.Trainer) -> bool:
+        return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
 
     def on_validation_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        if batch_idx == 0 and self._batch is None:
-            self._batch = {k: v[: self.num_videos] for k, v in batch.items() if isinstance(v, Tensor)}
+        if batch_idx != 0 or not self._active(trainer) or not isinstance(outputs, dict):
+            return
+        samples, mask = outputs["samples"], outputs["mask"]
+        n = min(self.num_videos, samples.shape[0])
+        self._clips = [comparison_clip(samples[i], mask.observed[i], batch["video"][i]).cpu() for i in range(n)]
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or self._batch is None or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
-        self._log(trainer, pl_module)
+        if self._clips and self._active(trainer):
+            self._log(trainer)
+        self._clips = []
 
     @rank_zero_only
-    def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        batch = {k: v.to(pl_module.device) for k, v in self._batch.items()}
-        mask: FrameMask = pl_module.eval_mask(batch)
-        generator = torch.Generator(pl_module.device).manual_seed(pl_module.eval_seed)
-        samples = pl_module.sample(batch["video"], mask, generator=generator, **pl_module.conditioning(batch))
+    def _log(self, trainer: pl.Trainer) -> None:
         paths = []
-        for i in range(samples.shape[0]):
-            clip = comparison_clip(samples[i], mask.observed[i], batch["video"][i])
+        for i, clip in enumerate(self._clips):
             name = f"epoch{trainer.current_epoch:04d}_step{trainer.global_step:07d}_{i}{self.suffix}"
             paths.append(str(write_video(run_dir(trainer) / "videos" / name, clip, self.fps, self.scale)))
         for logger in trainer.loggers:

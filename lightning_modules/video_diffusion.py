@@ -205,10 +205,12 @@ class VideoDiffusionModule(pl.LightningModule):
         )
         return samples, mask
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         samples, mask = self._sample_batch(batch, batch_idx)
         self.val_metrics.update(latent_frames(samples, mask), latent_frames(batch["video"], mask))
         self.log_dict(self.val_metrics, prog_bar=True, batch_size=batch["video"].shape[0])
+        # Returned for callbacks (periodic FVD, video logging) so that nothing is sampled twice.
+        return {"samples": samples, "mask": mask}
 
     def on_test_start(self) -> None:
         self.test_evaluation = VideoEvaluation(self.evaluation, self.num_frames).to(self.device)

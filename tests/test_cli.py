@@ -31,6 +31,8 @@ def test_fit_test_predict_write_checkpoints_metrics_and_videos(tmp_path: Path) -
     assert checkpoint.exists()
     assert list((tmp_path / "videos").glob("*.mp4")), "the sample logger wrote no validation videos"
     assert list(tmp_path.glob("wandb/offline-run-*/files/media/videos/**/*.mp4")), "no video reached W&B"
+    periodic = [json.loads(line) for line in (tmp_path / "metrics_val.jsonl").read_text().splitlines()]
+    assert periodic and {"psnr_mean", "ssim_mean"} <= set(periodic[-1]["model"]) and periodic[-1]["step"] > 0
 
     run_cli("test", "--config", str(config), "--ckpt_path", "last", "--model.init_args.evaluation.num_samples", "3")
     report = json.loads((tmp_path / "metrics_test.json").read_text())
