@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import av
 import decord
 import numpy as np
 import torch
@@ -50,8 +51,43 @@ HOW_TO_GET = (
 
 
 # ---------------------------------------------------------------------------------------------------------- probing
+def _decord_size_bug(error: BaseException) -> bool:
+    """decord 0.6 fails on valid videos of some frame widths (e.g. 48, 72, 144) with a buffer-size check
+    (dmlc/decord#336); those files are decoded with PyAV instead of being counted as corrupt."""
+    return isinstance(error, decord.DECORDError) and "DECORDArrayCopyFromTo" in str(error)
+
+
+def read_frames_pyav(path: Path, indices: list[int] | None = None) -> np.ndarray:
+    """uint8 (T, H, W, 3) frames at ``indices`` (all frames if None), decoded in order with PyAV."""
+    wanted = None if indices is None else set(indices)
+    frames: dict[int, np.ndarray] = {}
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if wanted is None or i in wanted:
+                frames[i] = frame.to_ndarray(format="rgb24")
+            if wanted is not None and len(frames) == len(wanted):
+                break
+    order = sorted(frames) if indices is None else indices
+    missing = [i for i in order if i not in frames]
+    if missing:
+        raise IndexError(f"frame {missing[0]} requested, the video has {len(frames)} decodable frames")
+    return np.stack([frames[i] for i in order])
+
+
 def probe_video(path: Path) -> dict[str, Any]:
     """Frame count, frame rate and size; decoding the last key frame catches files cut short after their header."""
+    try:
+        return _probe_decord(path)
+    except decord.DECORDError as error:
+        if not _decord_size_bug(error):
+            raise
+        with av.open(str(path)) as container:
+            fps = float(container.streams.video[0].average_rate or 0)
+        frames = read_frames_pyav(path)
+        return {"frames": len(frames), "fps": fps, "height": frames.shape[1], "width": frames.shape[2]}
+
+
+def _probe_decord(path: Path) -> dict[str, Any]:
     reader = decord.VideoReader(str(path), num_threads=1)
     frames = len(reader)
     if frames == 0:
@@ -66,7 +102,12 @@ def read_frames(path: Path, indices: list[int]) -> np.ndarray:
     reader = decord.VideoReader(str(path), num_threads=1)
     if max(indices) >= len(reader):
         raise IndexError(f"frame {max(indices)} requested, the video has {len(reader)}")
-    batch = reader.get_batch(indices)
+    try:
+        batch = reader.get_batch(indices)
+    except decord.DECORDError as error:
+        if not _decord_size_bug(error):
+            raise
+        return read_frames_pyav(path, indices)
     return batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)  # whatever bridge is set
 
 

@@ -287,3 +287,13 @@ def test_clips_longer_than_the_videos_fail_at_setup(bair_roots, carla_root) -> N
         quiet_setup(BAIRDataModule(str(bair_roots["tfrecord"]), num_frames=20, frame_stride=2, val_size=2), "fit")
     with pytest.raises(ValueError, match="span 41 frames"):
         quiet_setup(CARLADataModule(str(carla_root), num_frames=41), "fit")
+
+
+def test_kinetics_widths_decord_cannot_copy_are_decoded_with_pyav(tmp_path: Path) -> None:
+    # decord 0.6 rejects valid videos of some widths (dmlc/decord#336); they must load, not count as corrupt.
+    write_kinetics(tmp_path, num_frames=20, height=36, width=48, broken=False)
+    dm = KineticsDataModule(str(tmp_path), num_frames=8, image_size=16, num_workers=0)
+    dm.prepare_data()
+    dm.setup("test")
+    item = dm.test_dataloader().dataset[0]
+    assert item["video"].shape == (8, 3, 16, 16) and not dm.corrupt_files()
