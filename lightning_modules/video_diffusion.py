@@ -213,7 +213,11 @@ class VideoDiffusionModule(pl.LightningModule):
         return {"samples": samples, "mask": mask}
 
     def on_test_start(self) -> None:
-        self.test_evaluation = VideoEvaluation(self.evaluation, self.num_frames).to(self.device)
+        # Test clips may be longer than training clips (data.eval_num_frames); FVD's minimum length is checked
+        # against the clips actually evaluated.
+        datamodule = getattr(self.trainer, "datamodule", None)
+        frames = getattr(datamodule, "eval_num_frames", None) or getattr(datamodule, "num_frames", None)
+        self.test_evaluation = VideoEvaluation(self.evaluation, frames or self.num_frames).to(self.device)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         video = batch["video"]
