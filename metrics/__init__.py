@@ -5,6 +5,7 @@ Pretrained networks (I3D, AlexNet/LPIPS) are read from local files only; see
 """
 
 from .baselines import copy_last_observed
+from .carla import PercentageOffRoad, WassersteinDistanceTravelled, distance_travelled, off_road, wasserstein_1d
 from .crps import CRPS, crps_from_samples
 from .frame_quality import FrameQuality, frame_psnr, frame_ssim, per_video_scores
 from .frechet import frechet_distance, gaussian_from_sums, sqrtm_psd, trace_sqrt_product
@@ -37,6 +38,11 @@ __all__ = [
     "TORCHVISION_ALEXNET",
     "WeightSpec",
     "copy_last_observed",
+    "PercentageOffRoad",
+    "WassersteinDistanceTravelled",
+    "distance_travelled",
+    "off_road",
+    "wasserstein_1d",
     "crps_from_samples",
     "default_cache_dir",
     "frame_psnr",

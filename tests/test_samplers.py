@@ -198,7 +198,7 @@ def test_steps_none_on_continuous_schedule_uses_default_steps():
     assert net.calls == 256
 
 
-@pytest.mark.parametrize("sampler", list(SAMPLERS))
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])  # predictor-corrector adds a corrector call per step
 @pytest.mark.parametrize("steps", [1, 3, 7])
 def test_one_denoiser_call_per_step(sampler, steps):
     net = Counting(TinyNet())

@@ -1,0 +1,84 @@
+"""FDM's training index distribution: at most K frames inside the video, observed and latent disjoint, every group
+size and both kinds occur, padding slots fill the rest."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffusion.frame_sampling import (
+    fdm_training_mask,
+    gather_frames,
+    sample_frame_groups,
+    sample_frame_indices,
+    sample_group_indices,
+)
+
+
+@pytest.mark.parametrize("video_length,max_frames", [(50, 8), (1000, 20), (5, 8), (1, 4), (8, 8)])
+def test_indices_are_at_most_k_inside_the_video_and_disjoint(video_length, max_frames):
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        groups = sample_frame_groups(video_length, max_frames, generator)
+        indices = [i for g in groups for i in g.indices]
+        assert len(indices) == len(set(indices)), "a frame may be in one group only (observed and latent disjoint)"
+        assert 1 <= len(indices) <= min(max_frames, video_length)
+        assert all(0 <= i < video_length for i in indices)
+        assert not groups[0].observed, "the first group is latent"
+        assert all(g.indices for g in groups)
+
+
+def test_all_group_sizes_and_both_kinds_occur():
+    generator = torch.Generator().manual_seed(1)
+    max_frames, sizes, kinds, later_groups = 6, set(), set(), 0
+    for _ in range(600):
+        groups = sample_frame_groups(40, max_frames, generator)
+        sizes |= {g.size for g in groups}
+        kinds |= {g.observed for g in groups}
+        later_groups += len(groups) - 1
+    assert sizes == set(range(1, max_frames + 1))
+    assert kinds == {True, False}
+    assert later_groups > 100
+
+
+def test_group_is_evenly_spaced_inside_the_video():
+    generator = torch.Generator().manual_seed(2)
+    spacings = []
+    for _ in range(500):
+        group = sample_group_indices(100, 10, generator)
+        assert all(0 <= i < 100 for i in group) and group == sorted(group)
+        gaps = [b - a for a, b in zip(group, group[1:])]
+        if gaps:
+            assert max(gaps) - min(gaps) <= 1  # evenly spaced up to rounding
+            spacings.append(sum(gaps) / len(gaps))
+    # log-uniform spacing: both dense groups and groups spread over the video occur
+    assert min(spacings) < 2 and max(spacings) > 20
+
+
+def test_training_mask_pads_the_free_slots_and_is_reproducible():
+    mask = fdm_training_mask(64, 30, 8, torch.Generator().manual_seed(3))
+    again = fdm_training_mask(64, 30, 8, torch.Generator().manual_seed(3))
+    assert torch.equal(mask.frame_indices, again.frame_indices) and torch.equal(mask.observed, again.observed)
+    assert mask.shape == (64, 8)
+    assert not (mask.observed & mask.latent).any()
+    assert mask.latent.any(dim=1).all(), "every example has a latent frame to learn from"
+    assert mask.padding.any() and mask.observed.any()
+    real = ~mask.padding
+    # real slots first, sorted and distinct; padding after them
+    for b in range(64):
+        n = int(real[b].sum())
+        assert real[b, :n].all() and not real[b, n:].any()
+        idx = mask.frame_indices[b, :n].tolist()
+        assert idx == sorted(set(idx))
+    assert ((mask.frame_indices >= 0) & (mask.frame_indices < 30)).all()
+
+
+def test_sample_frame_indices_flags_match_groups():
+    indices, flags = sample_frame_indices(30, 8, torch.Generator().manual_seed(4))
+    assert len(indices) == len(flags) and indices == sorted(indices) and not all(flags)
+
+
+def test_gather_frames():
+    video = torch.arange(2 * 6).float().reshape(2, 6, 1, 1, 1).expand(2, 6, 1, 2, 2)
+    out = gather_frames(video, torch.tensor([[5, 0, 2], [1, 1, 3]]))
+    assert out[:, :, 0, 0, 0].tolist() == [[5, 0, 2], [7, 7, 9]]
