@@ -19,7 +19,6 @@ from jsonargparse.typing import import_object
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from lightning_modules import VideoDiffusionModule
 
 
 def _is_subclass(component: object, base: type) -> bool:
@@ -54,7 +53,7 @@ class VideoDiffusionCLI(LightningCLI):
 def run(args: list[str] | None = None) -> VideoDiffusionCLI:
     """Parse ``args`` (default: sys.argv), build model, data and trainer, and run the subcommand."""
     return VideoDiffusionCLI(
-        VideoDiffusionModule,
+        pl.LightningModule,  # every method, and helpers such as the CARLA position regressor
         pl.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,

@@ -88,21 +88,3 @@ class CARLAPositionRegressor(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.network.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-
-
-def run(args: list[str] | None = None):
-    """The project's CLI (run folder handling, checkpoints, offline W&B) for this module."""
-    from vdiff import VideoDiffusionCLI
-
-    return VideoDiffusionCLI(
-        pl.LightningModule,
-        pl.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
-
-
-if __name__ == "__main__":
-    run()

@@ -11,7 +11,7 @@ import scipy.stats
 import torch
 import yaml
 
-from lightning_modules.carla_regressor import run as regressor_cli
+from vdiff import run as regressor_cli
 from metrics.carla import (
     PercentageOffRoad,
     WassersteinDistanceTravelled,
