@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import torch
 from pytorch_lightning.utilities import rank_zero_info
@@ -41,20 +40,9 @@ from diffusion.schemes import (
 from lightning_modules.video_diffusion import VideoDiffusionModule
 from metrics.protocol import EvaluationProtocol
 from networks.fdm_unet import FDMUNet
+from video_io import write_png
 
 ADAPTIVE_DISTANCES = ("lpips", "pixel")
-
-
-def write_png(path: str | Path, image: np.ndarray) -> Path:
-    """An RGB uint8 (H, W, 3) image as PNG, through PyAV (PIL is not installed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format="image2") as container:
-        stream = container.add_stream("png")
-        stream.width, stream.height, stream.pix_fmt = image.shape[1], image.shape[0], "rgb24"
-        container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
-        container.mux(stream.encode())
-    return path
 
 
 def lpips_embedder(alexnet_path: str | None = None, linear_path: str | None = None) -> Embedder:
@@ -291,8 +279,8 @@ class FDM(VideoDiffusionModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         super().validation_step(self.clip_batch(batch), batch_idx)
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        super().test_step(self.clip_batch(batch), batch_idx)
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
+        return super().test_step(self.clip_batch(batch), batch_idx)
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()

@@ -219,7 +219,7 @@ class VideoDiffusionModule(pl.LightningModule):
         frames = getattr(datamodule, "eval_num_frames", None) or getattr(datamodule, "num_frames", None)
         self.test_evaluation = VideoEvaluation(self.evaluation, frames or self.num_frames).to(self.device)
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         video = batch["video"]
         mask = self.eval_mask(batch)
         samples = self.sample_many(
@@ -232,6 +232,7 @@ class VideoDiffusionModule(pl.LightningModule):
         )
         self.test_evaluation.update(samples, video, mask)
         self._test_videos += video.shape[0]
+        return {"samples": samples, "mask": mask}  # for test-time callbacks (e.g. the CARLA position metrics)
 
     def on_test_epoch_start(self) -> None:
         self._test_videos = 0

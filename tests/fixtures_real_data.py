@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from tfrecord.writer import TFRecordWriter
 
+from video_io import write_png
+
 BAIR_STEPS = 30
 
 
@@ -152,18 +154,6 @@ def write_bair_tfrecords(
                 writer.write(datum)
             writer.close()
     return base
-
-
-def write_png(path: str | Path, frame: np.ndarray) -> Path:
-    """An RGB PNG written with PyAV (PIL is not installed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format="image2") as container:
-        stream = container.add_stream("png")
-        stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "rgb24"
-        container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
-        container.mux(stream.encode())
-    return path
 
 
 def write_bair_pngs(root: str | Path, splits: dict[str, int] | None = None, steps: int = BAIR_STEPS) -> Path:

@@ -3,6 +3,7 @@ on a tiny CARLA folder."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -76,8 +77,7 @@ def test_po_on_known_trajectories():
         PercentageOffRoad(road, threshold=0.0)
 
 
-def test_position_regressor_trains_through_the_cli(tmp_path: Path):
-    root = write_carla(tmp_path / "carla", num_train=3, num_test=1, num_frames=12, size=32)
+def tiny_regressor_config(tmp_path: Path, root: Path) -> Path:
     config = yaml.safe_load((REPO / "experiments" / "carla_position_regressor.yaml").read_text())
     config["trainer"].update(max_steps=4, val_check_interval=None, limit_val_batches=1, logger=False,
                              enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
@@ -85,11 +85,41 @@ def test_position_regressor_trains_through_the_cli(tmp_path: Path):
     config["model"]["init_args"].update(image_size=32, widths=[8, 8, 8], hidden=16, normalisation_batches=2)
     config["data"]["init_args"].update(root=str(root), num_frames=4, frame_stride=2, image_size=32, val_size=1,
                                        batch_size=2, num_workers=0, cache_dir=str(tmp_path / "cache"))
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "regressor.tiny.yaml"
     path.write_text(yaml.safe_dump(config))
-    regressor_cli(["fit", "--config", str(path)])
+    return path
+
+
+def test_position_regressor_trains_through_the_cli(tmp_path: Path):
+    root = write_carla(tmp_path / "carla", num_train=3, num_test=1, num_frames=12, size=32)
+    regressor_cli(["fit", "--config", str(tiny_regressor_config(tmp_path, root))])
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 4
     mean = checkpoint["state_dict"]["network.coord_mean"]
     # fixture coords: x = 1000 * video + t over train videos 0..1 (one carved for validation), y = -t
     assert mean[0] > 0 and mean[1] < 0, "the normalisation is estimated from the training coordinates"
+
+
+def test_fdm_carla_protocol_reports_position_error_wd_and_po(tmp_path: Path):
+    root = write_carla(tmp_path / "carla", num_train=3, num_test=2, num_frames=12, size=32)
+    regressor_cli(["fit", "--config", str(tiny_regressor_config(tmp_path / "regressor", root))])
+    regressor = tmp_path / "regressor" / "run" / "checkpoints" / "last.ckpt"
+    config = yaml.safe_load((REPO / "experiments" / "fdm_carla_test.yaml").read_text())
+    config["trainer"].update(accelerator="cpu", default_root_dir=str(tmp_path / "test"), enable_progress_bar=False)
+    for callback in config["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("CARLAPositionMetrics"):
+            callback["init_args"]["regressor_checkpoint"] = str(regressor)
+    config["model"]["init_args"].update(
+        num_frames=4, image_size=32, model_channels=8, channel_mult=[1, 2], attention_resolutions=[16],
+        video_length=12, frames_per_pass=4, frames_per_stage=2, num_given=3, sampling_steps=2,
+        diffusion_steps=100, scheme="autoreg", evaluation={"num_samples": 2, "fvd": "off"})
+    config["data"]["init_args"].update(root=str(root), eval_num_frames=12, image_size=32, eval_batch_size=2,
+                                       num_workers=0, cache_dir=str(tmp_path / "cache"))
+    path = tmp_path / "fdm.tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    regressor_cli(["test", "--config", str(path)])
+    report = json.loads((tmp_path / "test" / "metrics_test.json").read_text())
+    carla = report["carla"]
+    assert carla["position_error"] > 0 and carla["wd"] >= 0 and 0 <= carla["po"] <= 100
+    assert report["scheme"] == "autoreg" and report["num_videos"] == 2

@@ -58,3 +58,15 @@ def write_video(path: str | Path, video: Tensor, fps: int = 4, scale: int = 1) -
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def write_png(path: str | Path, image: np.ndarray) -> Path:
+    """An RGB uint8 (H, W, 3) image as PNG, through PyAV (no imaging library needed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream("png")
+        stream.width, stream.height, stream.pix_fmt = image.shape[1], image.shape[0], "rgb24"
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
+        container.mux(stream.encode())
+    return path
