@@ -29,7 +29,6 @@ import torch  # noqa: E402
 
 from datamodules.moving_shapes import MovingShapesDataset  # noqa: E402
 from diffusion.frame_sampling import fdm_training_mask, gather_frames  # noqa: E402
-from diffusion.masks import FrameMask  # noqa: E402
 from diffusion.schemes import SCHEMES  # noqa: E402
 from lightning_modules.fdm import FDM  # noqa: E402
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from diffusion.denoiser import Denoiser
 from diffusion.masks import FrameMask, default_frame_indices, task_mask
-from diffusion.samplers import SAMPLERS, get_sampler, sample, sample_ddim, sample_ddpm
+from diffusion.samplers import get_sampler, sample, sample_ddim, sample_ddpm
 from diffusion.schedules import CosineLogSNRSchedule, DiscreteSchedule, build_schedule
 
 SHAPE = (2, 5, 2, 4, 4)  # B, T, C, H, W

@@ -8,7 +8,7 @@ import torch
 
 from diffusion import FrameMask, default_frame_indices
 from lightning_modules.vdm import joint_image_video_batch
-from networks.vdm_unet import TemporalAttention, VDMUNet, temporal_attention_allowed
+from networks.vdm_unet import VDMUNet, temporal_attention_allowed
 
 T_CLIP, N_IMAGES = 4, 2
 
