@@ -20,7 +20,6 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 
-
 def _is_subclass(component: object, base: type) -> bool:
     return isinstance(component, Namespace) and issubclass(import_object(component.class_path), base)
 
@@ -29,13 +28,12 @@ class VideoDiffusionCLI(LightningCLI):
     """LightningCLI that keeps a run's files in one folder: ``trainer.default_root_dir``.
 
     Checkpoint callbacks without a ``dirpath`` write to ``<default_root_dir>/checkpoints`` and loggers without a
-    ``save_dir`` (or the default ".") write to ``<default_root_dir>``, so ``--ckpt_path last`` finds the run's checkpoint from a new
-    process and one override moves the whole run.
+    ``save_dir`` (or the default ".") write to ``<default_root_dir>``, so ``--ckpt_path last`` finds the run's
+    checkpoint from a new process and one override moves the whole run. W&B runs as the logger config says: the
+    configs log offline until ``--trainer.logger.init_args.offline false`` (after ``wandb login``).
     """
 
     def before_instantiate_classes(self) -> None:
-        # W&B stays offline unless the user has set it up online (WANDB_MODE=online or logger offline: false).
-        os.environ.setdefault("WANDB_MODE", "offline")
         os.environ.setdefault("WANDB_SILENT", "true")
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
