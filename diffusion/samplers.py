@@ -90,6 +90,19 @@ def sample_ddim(
     return mask.keep_observed(z, given)
 
 
+def ancestral_step(
+    z: Tensor, x0: Tensor, alpha_t: Tensor, sigma_t: Tensor, alpha_s: Tensor, sigma_s: Tensor, gamma: float, noise: Tensor
+) -> Tensor:
+    """One draw from VDM's p(z_s | z_t) (Ho et al. 2022, Sec. 2): the posterior mean with x = x_hat and the variance
+    exp(gamma log sigma_{t|s}^2 + (1 - gamma) log sigma_tilde_{s|t}^2). ``sample_ddpm`` chains it."""
+    alpha_ts = alpha_t / alpha_s
+    sigma2_ts = sigma_t**2 - alpha_ts**2 * sigma_s**2
+    mean = (alpha_ts * sigma_s**2 / sigma_t**2) * z + (alpha_s * sigma2_ts / sigma_t**2) * x0
+    lower = sigma2_ts * sigma_s**2 / sigma_t**2
+    log_var = gamma * torch.log(sigma2_ts) + (1 - gamma) * torch.log(lower)
+    return mean + torch.exp(0.5 * log_var) * noise
+
+
 @torch.no_grad()
 def sample_ddpm(
     denoiser: Denoiser,
@@ -121,28 +134,10 @@ def sample_ddpm(
         if i == len(times) - 2:
             z = x0  # the last step lands on the clean state, without noise
         else:
-            alpha_ts = alpha_t / alpha_s
-            sigma2_ts = sigma_t**2 - alpha_ts**2 * sigma_s**2
-            mean = (alpha_ts * sigma_s**2 / sigma_t**2) * z + (alpha_s * sigma2_ts / sigma_t**2) * x0
-            lower = sigma2_ts * sigma_s**2 / sigma_t**2
-            log_var = gamma * torch.log(sigma2_ts) + (1 - gamma) * torch.log(lower)
-            z = mean + torch.exp(0.5 * log_var) * randn_like(z, generator)
+            z = ancestral_step(z, x0, alpha_t, sigma_t, alpha_s, sigma_s, gamma, randn_like(z, generator))
         if callback is not None:
             callback({"i": i, "t": t, "z": z, "x0": x0})
     return mask.keep_observed(z, given)
-
-
-def ancestral_step(
-    z: Tensor, x0: Tensor, alpha_t: Tensor, sigma_t: Tensor, alpha_s: Tensor, sigma_s: Tensor, gamma: float, noise: Tensor
-) -> Tensor:
-    """One draw from VDM's p(z_s | z_t) (Ho et al. 2022, Sec. 2): the posterior mean with x = x_hat and the variance
-    exp(gamma log sigma_{t|s}^2 + (1 - gamma) log sigma_tilde_{s|t}^2); the same step as ``sample_ddpm``."""
-    alpha_ts = alpha_t / alpha_s
-    sigma2_ts = sigma_t**2 - alpha_ts**2 * sigma_s**2
-    mean = (alpha_ts * sigma_s**2 / sigma_t**2) * z + (alpha_s * sigma2_ts / sigma_t**2) * x0
-    lower = sigma2_ts * sigma_s**2 / sigma_t**2
-    log_var = gamma * torch.log(sigma2_ts) + (1 - gamma) * torch.log(lower)
-    return mean + torch.exp(0.5 * log_var) * noise
 
 
 def langevin_correction(z: Tensor, x0: Tensor, alpha_s: Tensor, sigma_s: Tensor, delta: float, noise: Tensor) -> Tensor:
