@@ -48,6 +48,14 @@ def randn_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
 
 
+def _denoise(
+    denoiser: Denoiser, z: Tensor, t: Tensor, mask: FrameMask, given: Tensor, extra_args: dict[str, Any]
+) -> tuple[Tensor, Tensor]:
+    """z with the given frames put in place, and x_hat = D(z, t) with the given frames exact."""
+    z = mask.keep_observed(z, given)
+    return z, mask.keep_observed(denoiser(z, t.expand(z.shape[0]), mask, **extra_args), given)
+
+
 def _coefficients(denoiser: Denoiser, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
     alpha, sigma = denoiser.schedule.alpha_sigma(t.reshape(1))
     return alpha.to(z.device, z.dtype), sigma.to(z.device, z.dtype)
@@ -73,8 +81,7 @@ def sample_ddim(
     z = noise
     for i in trange(len(times) - 1, disable=disable, desc="DDIM", leave=False):
         t, s = times[i], times[i + 1]
-        z = mask.keep_observed(z, given)
-        x0 = mask.keep_observed(denoiser(z, t.expand(z.shape[0]), mask, **extra_args), given)
+        z, x0 = _denoise(denoiser, z, t, mask, given, extra_args)
         alpha_t, sigma_t = _coefficients(denoiser, t, z)
         alpha_s, sigma_s = _coefficients(denoiser, s, z)
         if i == len(times) - 2:
@@ -127,8 +134,7 @@ def sample_ddpm(
     z = noise
     for i in trange(len(times) - 1, disable=disable, desc="DDPM", leave=False):
         t, s = times[i], times[i + 1]
-        z = mask.keep_observed(z, given)
-        x0 = mask.keep_observed(denoiser(z, t.expand(z.shape[0]), mask, **extra_args), given)
+        z, x0 = _denoise(denoiser, z, t, mask, given, extra_args)
         alpha_t, sigma_t = _coefficients(denoiser, t, z)
         alpha_s, sigma_s = _coefficients(denoiser, s, z)
         if i == len(times) - 2:
@@ -175,8 +181,7 @@ def sample_predictor_corrector(
     z = noise
     for i in trange(len(times) - 1, disable=disable, desc="PC", leave=False):
         t, s = times[i], times[i + 1]
-        z = mask.keep_observed(z, given)
-        x0 = mask.keep_observed(denoiser(z, t.expand(z.shape[0]), mask, **extra_args), given)
+        z, x0 = _denoise(denoiser, z, t, mask, given, extra_args)
         alpha_t, sigma_t = _coefficients(denoiser, t, z)
         alpha_s, sigma_s = _coefficients(denoiser, s, z)
         if i == len(times) - 2:
@@ -184,8 +189,7 @@ def sample_predictor_corrector(
         else:
             z = ancestral_step(z, x0, alpha_t, sigma_t, alpha_s, sigma_s, gamma, randn_like(z, generator))
             for _ in range(corrector_steps):
-                z = mask.keep_observed(z, given)
-                x0_s = mask.keep_observed(denoiser(z, s.expand(z.shape[0]), mask, **extra_args), given)
+                z, x0_s = _denoise(denoiser, z, s, mask, given, extra_args)
                 z = langevin_correction(z, x0_s, alpha_s, sigma_s, delta, randn_like(z, generator))
         if callback is not None:
             callback({"i": i, "t": t, "z": z, "x0": x0})
