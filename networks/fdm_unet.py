@@ -1,24 +1,38 @@
-"""FDM's network (Harvey et al. 2022): improved-diffusion's U-Net run frame by frame over the K frames of a pass.
+"""FDM's network (Harvey et al. 2022), as released (plai-group/flexible-video-diffusion-modeling,
+``improved_diffusion/unet.py`` and ``rpe.py``): improved-diffusion's 2D U-Net run on the K frames of a pass.
 
-- Convolutions, normalisations and spatial attention act on each frame alone (features are kept as (B*K, C, 1, H, W)),
-  so padding slots cannot leak into real frames through them.
-- At the low resolutions (and in the middle) a factorized attention block mixes frames: temporal attention across
-  the K frames at each spatial position, then spatial attention within each frame.
-- Frame positions enter only as relative positions inside temporal attention: for frames i, j with video indices
-  p_i, p_j and d = p_i - p_j, an MLP over f(d) = (log(1 + max(d, 0)), log(1 + max(-d, 0)), [d = 0]) plus the
-  diffusion-time embedding gives per-head vectors R(d) added on the query, key and value side (Shaw et al. / iRPE):
-      a_ij = (q_i·k_j + q_i·R^K_ij + k_j·R^Q_ji) / sqrt(d_h),   out_i = Σ_j softmax(a)_ij (v_j + R^V_ij).
-  No absolute positions: adding a constant to all indices changes nothing, and reordering the frames together with
-  their indices reorders the output.
-- Padding slots (neither observed nor latent) are masked out of real frames' attention (and attend only to each
-  other), so they never change the real frames' output.
-- Observed frames enter clean with a 1 in an extra indicator channel; latent frames noisy with a 0.
+- Features are per frame, (B*K, C, H, W): convolutions, the residual blocks' GroupNorms and the output head act on
+  each frame alone.
+- At the attention resolutions and in the middle, ``FactorizedAttention`` mixes frames: temporal attention across the
+  K frames at each pixel, then spatial attention within each frame. As in the released ``RPEAttention``:
+  * each attention normalises its input with GroupNorm and adds its output to the NORMALISED input,
+    out = norm(x) + attn(norm(x)) (not x + attn(norm(x)));
+  * the temporal attention's GroupNorm takes its statistics at each pixel over the group's channels and all K
+    frames of the pass (``temporal_norm="official"``): padding slots take part in them;
+  * frame positions enter only as relative positions: for query frame i and key frame j, d = p_i - p_j and an MLP of
+    f(d) = (log(1 + max(d, 0)), log(1 + max(-d, 0)), [d = 0]) plus the diffusion-time embedding gives per-head
+    vectors R(d) on the key, query and value side (iRPE):
+        a_ij = (q_i.k_j + q_i.R^K_ij + k_j.R^Q_ji) / sqrt(d_h),   out_i = sum_j softmax(a)_ij (v_j + R^V_ij);
+  * real frames attend to real frames and padding slots to padding slots.
+- Observed frames enter clean with a 1 in an extra indicator channel, latent frames noisy with a 0.
+
+The released norm is a defect for padded passes: padding slots change the statistics, so what the sampler puts in
+a padding slot changes the real frames' output. ``temporal_norm="exclude_padding"`` takes the statistics over the
+real frames only (and applies them to every slot); then padding never reaches a real frame. It is a different
+function from the released one wherever a pass has padding (identical without padding), so a released checkpoint
+should be run with the default.
+
+The temporal attention computes its softmax explicitly rather than through ``scaled_dot_product_attention``: the
+value-side term sum_j a_ij R^V_ij needs the attention weights a_ij, which SDPA does not return, and the key/query
+terms make the logits a full per-pixel tensor anyway. The spatial attention goes through SDPA.
+
+Departures from the released code: narrow widths that are not multiples of 32 use fewer GroupNorm groups (the released
+code cannot build them); ``use_rpe_net=False`` (a lookup table that the released code cannot build) is not offered.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,30 +41,61 @@ from torch import Tensor, nn
 
 from diffusion.masks import FrameMask, default_frame_indices
 from networks.blocks import (
+    ContextBlock,
     Downsample,
     ResBlock,
-    SpatioTemporalAttention,
-    TimeEmbedding,
-    TimestepBlock,
+    UNetContext,
     Upsample,
-    check_image_size,
+    check_heads,
+    conv2d,
     group_norm,
-    video_conv,
     zero_module,
 )
+from networks.config import (
+    check_dropout,
+    check_multipliers,
+    check_positive,
+    check_shape_arguments,
+    normalise_sequences,
+    register_safe_config,
+)
+from networks.unet import UNet, UNetBlocks
+
+TEMPORAL_NORMS = ("official", "exclude_padding")
 
 
-@dataclass
-class PassContext:
-    """What the frame-mixing blocks need besides the per-frame features."""
+@register_safe_config
+@dataclass(frozen=True)
+class FDMUNetConfig:
+    """FDM's U-Net hyper-parameters. Defaults: the released CARLA Town01 model at 128x128 (80.4M parameters).
 
-    batch: int
-    frames: int
-    emb: Tensor  # (B*K, E) diffusion-time embedding per frame
-    frame_indices: Tensor  # (B, K) long
-    real: Tensor  # (B, K) bool, False on padding slots
+    ``attention_resolutions`` are resolutions in pixels, as the released ``--attention_resolutions "16,8"`` flag.
+    ``temporal_norm``: "official" (GroupNorm statistics over all K slots, padding included, as released) or
+    "exclude_padding" (statistics over the real frames only; padding can then never change a real frame).
+    """
+
+    model_channels: int = 128
+    channel_mult: tuple[int, ...] = (1, 1, 2, 3, 4)
+    num_res_blocks: int = 1
+    attention_resolutions: tuple[int, ...] = (16, 8)
+    num_heads: int = 4
+    num_heads_upsample: int | None = None  # heads of the decoder's attention; None = num_heads (released: -1)
+    dropout: float = 0.0
+    use_scale_shift_norm: bool = True
+    temporal_norm: str = "official"
+
+    def __post_init__(self) -> None:
+        normalise_sequences(self)
+        check_positive(self, "model_channels", "num_res_blocks", "num_heads")
+        check_multipliers(self, "channel_mult")
+        check_dropout(self)
+        if self.num_heads_upsample is not None:
+            check_positive(self, "num_heads_upsample")
+        if self.temporal_norm not in TEMPORAL_NORMS:
+            raise ValueError(f"temporal_norm: choose one of {TEMPORAL_NORMS}, got {self.temporal_norm!r}")
 
 
+# --------------------------------------------------------------------------------------- relative position encoding
 def relative_distance_features(frame_indices: Tensor) -> Tensor:
     """(B, K) indices -> (B, K, K, 3): f(d) for d = p_i - p_j."""
     d = (frame_indices[:, :, None] - frame_indices[:, None, :]).float()
@@ -69,18 +114,34 @@ class RelativePositionNet(nn.Module):
 
     def forward(self, frame_indices: Tensor, emb: Tensor) -> Tensor:
         b, k = frame_indices.shape
-        h = self.embed_distance(relative_distance_features(frame_indices)) + self.embed_time(emb).reshape(b, k, 1, -1)
+        distances = self.embed_distance(relative_distance_features(frame_indices).to(emb.dtype))
+        h = distances + self.embed_time(emb).reshape(b, k, 1, -1)  # emb: (B*K, E), row i of example b = frame i
         return rearrange(self.out(F.silu(h)), "b i j (heads d) -> b i j heads d", heads=self.num_heads)
 
 
-class TemporalAttention(nn.Module):
-    """Self-attention across the frames of a pass at every spatial position, with relative position embeddings."""
+# -------------------------------------------------------------------------------------------------------- attention
+def masked_group_norm(norm: nn.GroupNorm, x: Tensor, valid: Tensor) -> Tensor:
+    """GroupNorm of (N, C, L) with statistics over the valid positions (N, L) only, applied to every position."""
+    n, c, length = x.shape
+    xf = x.float().reshape(n, norm.num_groups, c // norm.num_groups, length)
+    weight = valid.to(xf.dtype)[:, None, None, :]
+    count = (weight.sum(dim=-1, keepdim=True) * xf.shape[2]).clamp(min=1)  # valid elements per group
+    mean = (xf * weight).sum(dim=(2, 3), keepdim=True) / count
+    var = ((xf - mean).square() * weight).sum(dim=(2, 3), keepdim=True) / count
+    normed = ((xf - mean) * torch.rsqrt(var + norm.eps)).reshape(n, c, length)
+    return (normed * norm.weight[:, None] + norm.bias[:, None]).type(x.dtype)
 
-    def __init__(self, channels: int, num_heads: int, emb_channels: int):
+
+class TemporalAttention(ContextBlock):
+    """Self-attention across the K frames at each pixel, with relative position encodings on q, k and v.
+
+    Explicit softmax, not SDPA: the value-side term sum_j a_ij R^V_ij needs the attention weights (see module doc).
+    """
+
+    def __init__(self, channels: int, num_heads: int, emb_channels: int, temporal_norm: str = "official"):
         super().__init__()
-        if channels % num_heads:
-            raise ValueError(f"num_heads: {num_heads} heads do not divide {channels} channels")
-        self.num_heads = num_heads
+        check_heads(channels, num_heads)
+        self.num_heads, self.temporal_norm = num_heads, temporal_norm
         self.norm = group_norm(channels)
         self.qkv = nn.Linear(channels, 3 * channels)
         self.rpe_q = RelativePositionNet(channels, num_heads, emb_channels)
@@ -88,135 +149,126 @@ class TemporalAttention(nn.Module):
         self.rpe_v = RelativePositionNet(channels, num_heads, emb_channels)
         self.proj_out = zero_module(nn.Linear(channels, channels))
 
-    def forward(self, x: Tensor, ctx: PassContext) -> Tensor:
-        bk, c, _, height, width = x.shape
-        h = self.norm(x.squeeze(2))  # per-frame statistics
-        h = rearrange(h, "(b k) c y x -> b (y x) k c", b=ctx.batch)
-        q, k, v = rearrange(self.qkv(h), "b n k (three heads d) -> three b n heads k d", three=3, heads=self.num_heads)
+    def normalise(self, x: Tensor, ctx: UNetContext) -> Tensor:
+        """(B*K, C, H, W) -> (B, H*W, K, C) normalised with statistics over frames at each pixel."""
+        height, width = x.shape[-2:]
+        per_pixel = rearrange(x, "(b k) c y x -> (b y x) c k", b=ctx.batch)
+        if self.temporal_norm == "official":
+            h = self.norm(per_pixel)
+        else:
+            h = masked_group_norm(self.norm, per_pixel, ctx.real.repeat_interleave(height * width, dim=0))
+        return rearrange(h, "(b n) c k -> b n k c", b=ctx.batch)
+
+    def forward(self, x: Tensor, ctx: UNetContext) -> Tensor:
+        height = x.shape[-2]
+        h = self.normalise(x, ctx)
+        q, k, v = rearrange(self.qkv(h), "b n t (three heads d) -> three b n heads t d", three=3, heads=self.num_heads)
         scale = q.shape[-1] ** -0.5
         r_q, r_k, r_v = (rpe(ctx.frame_indices, ctx.emb) for rpe in (self.rpe_q, self.rpe_k, self.rpe_v))
-        logits = (q @ k.transpose(-1, -2)
-                  + torch.einsum("bnhid,bijhd->bnhij", q, r_k)
-                  + torch.einsum("bnhjd,bjihd->bnhij", k, r_q)) * scale
-        # real frames attend to real frames, padding to padding: a padding slot never reaches a real frame
-        allowed = ctx.real[:, :, None] == ctx.real[:, None, :]
-        logits = logits.masked_fill(~allowed[:, None, None], float("-inf"))
-        attn = logits.float().softmax(dim=-1).to(q.dtype)
+        logits = (
+            q @ k.transpose(-1, -2)
+            + torch.einsum("bnhid,bijhd->bnhij", q, r_k)
+            + torch.einsum("bnhjd,bjihd->bnhij", k, r_q)
+        ) * scale
+        logits = logits.masked_fill(~ctx.attn_mask[:, None, None], float("-inf"))
+        attn = logits.float().softmax(dim=-1).type(logits.dtype)
         out = attn @ v + torch.einsum("bnhij,bijhd->bnhid", attn, r_v)
-        out = self.proj_out(rearrange(out, "b n heads k d -> b n k (heads d)"))
-        out = rearrange(out, "b (y x) k c -> (b k) c y x", y=height)
-        return x + out.unsqueeze(2)
+        out = h + self.proj_out(rearrange(out, "b n heads t d -> b n t (heads d)"))
+        return rearrange(out, "b (y x) k c -> (b k) c y x", y=height)
 
 
-class FactorizedAttention(nn.Module):
+class SpatialAttention(nn.Module):
+    """Self-attention over the H*W pixels of each frame (through SDPA); the output is added to the normalised input."""
+
+    def __init__(self, channels: int, num_heads: int):
+        super().__init__()
+        check_heads(channels, num_heads)
+        self.num_heads = num_heads
+        self.norm = group_norm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj_out = zero_module(nn.Linear(channels, channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        height = x.shape[-2]
+        h = rearrange(self.norm(x), "n c y x -> n (y x) c")
+        q, k, v = rearrange(self.qkv(h), "n p (three heads d) -> three n heads p d", three=3, heads=self.num_heads)
+        out = rearrange(F.scaled_dot_product_attention(q, k, v), "n heads p d -> n p (heads d)")
+        return rearrange(h + self.proj_out(out), "n (y x) c -> n c y x", y=height)
+
+
+class FactorizedAttention(ContextBlock):
     """Temporal attention across frames, then spatial attention within each frame (FDM's attention block)."""
 
-    def __init__(self, channels: int, num_heads: int, emb_channels: int):
+    def __init__(self, channels: int, num_heads: int, emb_channels: int, temporal_norm: str = "official"):
         super().__init__()
-        self.temporal = TemporalAttention(channels, num_heads, emb_channels)
-        self.spatial = SpatioTemporalAttention(channels, num_heads)  # on (B*K, C, 1, H, W): one frame at a time
+        self.temporal_attention = TemporalAttention(channels, num_heads, emb_channels, temporal_norm)
+        self.spatial_attention = SpatialAttention(channels, num_heads)
 
-    def forward(self, x: Tensor, ctx: PassContext) -> Tensor:
-        return self.spatial(self.temporal(x, ctx))
-
-
-class PassSequential(nn.ModuleList):
-    """Runs its layers on per-frame features, handing each the time embedding or the pass context it takes."""
-
-    def forward(self, x: Tensor, ctx: PassContext) -> Tensor:
-        for layer in self:
-            if isinstance(layer, TimestepBlock):
-                x = layer(x, ctx.emb)
-            elif isinstance(layer, FactorizedAttention):
-                x = layer(x, ctx)
-            else:
-                x = layer(x)
-        return x
+    def forward(self, x: Tensor, ctx: UNetContext) -> Tensor:
+        return self.spatial_attention(self.temporal_attention(x, ctx))
 
 
-class FDMUNet(nn.Module):
-    def __init__(
-        self,
-        image_size: int = 128,
-        in_channels: int = 3,
-        model_channels: int = 128,
-        channel_mult: Sequence[int] = (1, 1, 2, 3, 4),
-        num_res_blocks: int = 1,
-        attention_resolutions: Sequence[int] = (16, 8),
-        num_heads: int = 4,
-        dropout: float = 0.0,
-        max_frames: int = 20,
-    ):
-        super().__init__()
-        check_image_size(image_size, channel_mult)
-        self.in_channels, self.max_frames = in_channels, max_frames
-        emb = 4 * model_channels
-        self.time_embed = TimeEmbedding(model_channels)
+# ---------------------------------------------------------------------------------------------------------- network
+class FDMUNet(UNet):
+    def __init__(self, config: FDMUNetConfig, *, image_size: int, channels: int = 3, max_frames: int = 20):
+        check_shape_arguments(image_size=image_size, channels=channels, max_frames=max_frames)
+        emb = 4 * config.model_channels
+        heads_up = config.num_heads_upsample or config.num_heads
+        for mult in config.channel_mult:
+            check_heads(mult * config.model_channels, config.num_heads)
+            check_heads(mult * config.model_channels, heads_up, "num_heads_upsample")
 
-        def res(cin: int, cout: int) -> ResBlock:
-            return ResBlock(cin, emb, cout, dropout=dropout, temporal_kernel=1)
+        def res_block(cin: int, cout: int) -> ResBlock:
+            return ResBlock(cin, emb, cout, conv2d, config.dropout, config.use_scale_shift_norm)
 
-        def attention(ch: int) -> FactorizedAttention:
-            return FactorizedAttention(ch, num_heads, emb)
+        def attention(ch: int, in_decoder: bool) -> FactorizedAttention:
+            return FactorizedAttention(ch, heads_up if in_decoder else config.num_heads, emb, config.temporal_norm)
 
-        # + 1 input channel: the observed-frame indicator
-        self.input_blocks = nn.ModuleList([PassSequential([video_conv(in_channels + 1, model_channels, 1)])])
-        skip_channels, ch, resolution = [model_channels], model_channels, image_size
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                layers: list[nn.Module] = [res(ch, mult * model_channels)]
-                ch = mult * model_channels
-                if resolution in attention_resolutions:
-                    layers.append(attention(ch))
-                self.input_blocks.append(PassSequential(layers))
-                skip_channels.append(ch)
-            if level != len(channel_mult) - 1:
-                self.input_blocks.append(PassSequential([Downsample(ch)]))
-                skip_channels.append(ch)
-                resolution //= 2
-
-        self.middle_block = PassSequential([res(ch, ch), attention(ch), res(ch, ch)])
-
-        self.output_blocks = nn.ModuleList()
-        for level, mult in reversed(list(enumerate(channel_mult))):
-            for i in range(num_res_blocks + 1):
-                layers = [res(ch + skip_channels.pop(), mult * model_channels)]
-                ch = mult * model_channels
-                if resolution in attention_resolutions:
-                    layers.append(attention(ch))
-                if level and i == num_res_blocks:
-                    layers.append(Upsample(ch))
-                    resolution *= 2
-                self.output_blocks.append(PassSequential(layers))
-
-        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_module(video_conv(ch, in_channels, 1)))
+        blocks = UNetBlocks(
+            conv=conv2d,
+            res_block=res_block,
+            attention=attention,
+            downsample=lambda ch: Downsample(conv2d(ch, ch, stride=2)),
+            upsample=lambda ch: Upsample(conv2d(ch, ch)),
+        )
+        super().__init__(
+            blocks,
+            image_size=image_size,
+            in_channels=channels + 1,  # + the observed-frame indicator
+            out_channels=channels,
+            model_channels=config.model_channels,
+            channel_mult=config.channel_mult,
+            num_res_blocks=config.num_res_blocks,
+            attention_resolutions=config.attention_resolutions,
+        )
+        self.config, self.channels, self.max_frames = config, channels, max_frames
 
     def forward(self, z: Tensor, time: Tensor, mask: FrameMask | None = None) -> Tensor:
         """z: (B, K, C, H, W), observed frames clean; time: (B,) network time; mask: observed / latent / padding
         slots and their frame indices. Returns the output (eps, x0 or v) of z's shape."""
-        b, k = z.shape[:2]
+        b, k, c, h, w = z.shape
         if k > self.max_frames:
             raise ValueError(
-                f"frames_per_pass: this network was built for at most num_frames={self.max_frames} frames per pass, "
+                f"frames_per_pass: this network was built for at most max_frames={self.max_frames} frames per pass, "
                 f"got {k}"
             )
+        if h != self.image_size or w != self.image_size:
+            raise ValueError(f"image_size: the network was built for {self.image_size}x{self.image_size}, got {h}x{w}")
+        if c != self.channels:
+            raise ValueError(f"channels: the network takes {self.channels} channels, got {c}")
         if mask is None:
-            ones = torch.ones(b, k, dtype=torch.bool, device=z.device)
-            mask = FrameMask(~ones, ones, default_frame_indices(b, k, z.device))
-        observed = FrameMask.per_frame(mask.observed, z).to(z.dtype).expand(-1, -1, 1, *z.shape[3:])
-        ctx = PassContext(
+            latent = torch.ones(b, k, dtype=torch.bool, device=z.device)
+            mask = FrameMask(~latent, latent, default_frame_indices(b, k, z.device))
+        mask = mask.to(z.device)
+        real = mask.observed | mask.latent
+        ctx = UNetContext(
+            emb=self.time_embed(time).repeat_interleave(k, dim=0),
             batch=b,
             frames=k,
-            emb=self.time_embed(time).repeat_interleave(k, dim=0),
-            frame_indices=mask.frame_indices.to(z.device),
-            real=(mask.observed | mask.latent).to(z.device),
+            frame_indices=mask.frame_indices,
+            attn_mask=real[:, :, None] == real[:, None, :],  # real frames attend to real ones, padding to padding
+            real=real,
         )
-        h = rearrange(torch.cat([z, observed], dim=2), "b k c y x -> (b k) c 1 y x")
-        skips = []
-        for block in self.input_blocks:
-            h = block(h, ctx)
-            skips.append(h)
-        h = self.middle_block(h, ctx)
-        for block in self.output_blocks:
-            h = block(torch.cat([h, skips.pop()], dim=1), ctx)
-        return rearrange(self.out(h), "(b k) c 1 y x -> b k c y x", b=b)
+        indicator = FrameMask.per_frame(mask.observed, z).to(z.dtype).expand(-1, -1, 1, h, w)
+        features = rearrange(torch.cat([z, indicator], dim=2), "b k c y x -> (b k) c y x")
+        return rearrange(self.unet_features(features, ctx), "(b k) c y x -> b k c y x", b=b)

@@ -1,13 +1,16 @@
-"""RVD's networks (Yang, Srivastava, Mandt 2022, "Diffusion Probabilistic Modeling for Video Generation").
+"""RVD's networks (Yang, Srivastava, Mandt 2022, "Diffusion Probabilistic Modeling for Video Generation"), as released
+(buggyyang/RVD: ``modules/unet.py``, ``temporal_models.py``, ``network_components.py``, resnet backbone).
 
-Three per-frame 2D networks, all built from the named blocks below:
+Three per-frame 2D networks, built from the named blocks below:
 
-- ``FramePredictor``: an encoder-decoder with a ``ConvGRUCell`` at each encoder level. Fed x_{<t} one frame at a
-  time, it outputs the deterministic next-frame estimate mu_t, clamped to the data range [-1, 1].
-- ``ContextEncoder``: an encoder with a ``ConvGRUCell`` per level; its per-level states are the context c_t that
-  conditions the denoiser (same widths as the denoiser's levels).
-- ``ResidualUNet``: the denoiser of the residual y_t = (x_t - mu_t) / sigma. At each encoder level the context
-  features of that level are concatenated to the U-Net's features; the noise level enters every residual block.
+- ``FramePredictor`` (the release's ``HistoryNet``, "transform_fn"): per level a ResBlock, a ConvGRU and a stride-2
+  downsampling; the decoder starts from the coarsest GRU state and, level by level, upsamples and merges the next
+  finer GRU state (the finest is never merged, as released); a 3x3 convolution gives mu_t, clamped to [-1, 1].
+- ``ContextEncoder`` (``CondNet``, "history_fn"): per level a ResBlock and a ConvGRU, downsampling between levels;
+  the GRU states of every level are the context c_t that conditions the denoiser.
+- ``ResidualUNet`` (``Unet``, "denoise_fn"): the denoiser of the residual y_t = (x_t - mu_t) / sigma. Per encoder
+  level a ResBlock, a ResBlock over [features, c^l], linear attention; a middle of ResBlock-attention-ResBlock; the
+  decoder merges the encoder output of every level but the finest. The noise level enters every ResBlock.
 
 ``RVDNetwork`` holds the three. Its ``forward`` is the framework's network call ``network(z, time, mask, context=...)``
 on (B, T, C, H, W) clips: ``z`` holds noisy residuals and ``context`` is a list with one (B, T, C_l, H_l, W_l) tensor
@@ -16,11 +19,23 @@ per level, where frame slot t carries c_t. Frames are independent given their co
 and samplers never read. The recurrent part is exposed as ``observe`` (one step, for the autoregressive rollout) and
 ``teacher_forcing`` (a whole clip of ground-truth frames, for training). RNN state is an explicit value: ``None``
 starts a new video, so nothing is carried from one video to the next.
+
+The release's linear attention (Shen et al.) is not a softmax attention over q.k (softmax over the keys' positions
+only, q linear), so it cannot go through ``scaled_dot_product_attention``.
+
+Time: the released denoiser embeds the raw diffusion step n in 0..N-1, while the framework's discrete schedules hand
+networks n * 1000 / N; the network multiplies its time input by ``time_scale`` = N / 1000 (1.6 for the released
+N = 1600) so that it sees the released step.
+
+Departures from the released code: narrow widths that are not multiples of 8 use fewer GroupNorm groups (the released
+code cannot build them); ``attention=False`` (no linear attention) is a project option, off by default; the
+"convnext" backbone and the transform modes other than "residual" are not offered (the released models use neither).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -29,21 +44,81 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from diffusion.masks import FrameMask
-from networks.blocks import check_image_size, timestep_embedding
+from networks.blocks import check_image_size
+from networks.config import (
+    check_multipliers,
+    check_positive,
+    check_shape_arguments,
+    normalise_sequences,
+    register_safe_config,
+)
 
 Hidden = list[Tensor | None]  # one ConvGRU state per level; None = zeros (a new video)
 RecurrentState = tuple[Hidden, Hidden]  # (predictor, context encoder)
 
 
-def frame_group_norm(channels: int, groups: int = 8) -> nn.GroupNorm:
-    """The released code's GroupNorm(8), with fewer groups where a small width is not divisible by 8."""
+@register_safe_config
+@dataclass(frozen=True)
+class RVDNetworkConfig:
+    """RVD's hyper-parameters, named after the release's ``config.py``: ``model_channels`` = embed_dim,
+    ``channel_mult`` = dim_mults (denoiser and context encoder), ``predictor_mult`` = transform_dim_mults,
+    ``context_dim_factor`` / ``predictor_dim_factor`` = context_dim_factor / transform_dim_factor.
+    Defaults: the released 64x64 models (37.6M parameters)."""
+
+    model_channels: int = 48
+    channel_mult: tuple[int, ...] = (1, 2, 4, 8)
+    predictor_mult: tuple[int, ...] = (1, 2, 2, 4)
+    context_dim_factor: float = 1.0
+    predictor_dim_factor: float = 1.0
+    attention: bool = True
+    time_scale: float = 1.6
+
+    def __post_init__(self) -> None:
+        normalise_sequences(self)
+        check_positive(self, "model_channels")
+        check_multipliers(self, "channel_mult")
+        check_multipliers(self, "predictor_mult")
+        if self.model_channels % 2 or self.model_channels < 4:
+            raise ValueError(f"model_channels: the time embedding needs an even width >= 4, got {self.model_channels}")
+        for name in ("context_dim_factor", "predictor_dim_factor", "time_scale"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
+        base = self.model_channels
+        if int(self.context_dim_factor * base) < 1 or int(self.predictor_dim_factor * base) < 1:
+            raise ValueError("context_dim_factor, predictor_dim_factor: the scaled widths must be at least 1 channel")
+        for m in self.channel_mult:
+            if int(self.context_dim_factor * base) * m != int(base * m * self.context_dim_factor):
+                raise ValueError(
+                    f"context_dim_factor: {self.context_dim_factor} gives context widths int(factor * "
+                    f"model_channels) * mult that differ from the denoiser's int(model_channels * mult * factor)"
+                )
+
+    @property
+    def context_channels(self) -> int:
+        return int(self.context_dim_factor * self.model_channels)
+
+    @property
+    def predictor_channels(self) -> int:
+        return int(self.predictor_dim_factor * self.model_channels)
+
+
+def norm_groups(channels: int, groups: int = 8) -> nn.GroupNorm:
+    """The release's GroupNorm(8), with fewer groups where a small width is not divisible by 8."""
     return nn.GroupNorm(math.gcd(groups, channels), channels)
 
 
 def level_widths(in_channels: int, base: int, mults: Sequence[int]) -> list[tuple[int, int]]:
-    """(input, output) widths of each U-Net level: channels -> base*m_0 -> base*m_1 -> ..."""
+    """(input, output) widths of each level: channels -> base*m_0 -> base*m_1 -> ..."""
     widths = [in_channels, *(base * m for m in mults)]
     return list(zip(widths[:-1], widths[1:]))
+
+
+def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
+    """The release's ``SinusoidalPosEmb``: [sin(t f_i), cos(t f_i)], f_i = 10000^(-i / (dim/2 - 1))."""
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, device=t.device, dtype=torch.float32) * -(math.log(10000) / (half - 1)))
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([args.sin(), args.cos()], dim=-1)
 
 
 # ------------------------------------------------------------------------------------------------------ named blocks
@@ -68,12 +143,12 @@ class ConvGRUCell(nn.Module):
 
 
 class ConvNormAct(nn.Module):
-    """3x3 convolution, GroupNorm, LeakyReLU(0.2)."""
+    """3x3 convolution, GroupNorm, LeakyReLU(0.2) (the release's ``Block``)."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm = frame_group_norm(out_channels)
+        self.norm = norm_groups(out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.leaky_relu(self.norm(self.conv(x)), 0.2)
@@ -85,36 +160,36 @@ class FrameResBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, emb_channels: int | None = None):
         super().__init__()
         self.block1 = ConvNormAct(in_channels, out_channels)
-        self.emb = nn.Sequential(nn.LeakyReLU(0.2), nn.Linear(emb_channels, out_channels)) if emb_channels else None
+        self.emb_proj = nn.Linear(emb_channels, out_channels) if emb_channels else None
         self.block2 = ConvNormAct(out_channels, out_channels)
         self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
         h = self.block1(x)
-        if self.emb is not None:
+        if self.emb_proj is not None:
             if emb is None:
                 raise ValueError("FrameResBlock: this block is conditioned on the noise level; pass its embedding")
-            h = h + self.emb(emb)[:, :, None, None]
+            h = h + self.emb_proj(F.leaky_relu(emb, 0.2))[:, :, None, None]
         return self.block2(h) + self.skip(x)
 
 
 class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channels of each pixel."""
+    """LayerNorm over the channels of each pixel (the release's ``LayerNorm``)."""
 
     def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__()
         self.eps = eps
-        self.gain = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
         self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
-        return (x - mean) * torch.rsqrt(var + self.eps) * self.gain + self.bias
+        return (x - mean) / (var + self.eps).sqrt() * self.weight + self.bias
 
 
 class LinearAttention(nn.Module):
-    """Pre-norm residual linear attention over the pixels of a frame (Shen et al. 2021): softmax over keys'
-    positions and queries' channels, cost linear in H*W."""
+    """Pre-norm residual linear attention over the pixels of a frame (Shen et al. 2021), as released: keys are
+    softmax-normalised over positions, queries only scaled; cost linear in H*W. Not expressible with SDPA."""
 
     def __init__(self, channels: int, heads: int = 4, head_channels: int = 16):
         super().__init__()
@@ -122,19 +197,17 @@ class LinearAttention(nn.Module):
         hidden = heads * head_channels
         self.norm = ChannelLayerNorm(channels)
         self.qkv = nn.Conv2d(channels, 3 * hidden, 1, bias=False)
-        self.out = nn.Conv2d(hidden, channels, 1)
+        self.proj_out = nn.Conv2d(hidden, channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
         q, k, v = (
-            rearrange(part, "b (heads d) h w -> b heads d (h w)", heads=self.heads)
+            rearrange(part, "b (heads d) y x -> b heads d (y x)", heads=self.heads)
             for part in self.qkv(self.norm(x)).chunk(3, dim=1)
         )
-        q = q.softmax(dim=-2) * self.scale
-        k = k.softmax(dim=-1)
-        summary = torch.einsum("bhdn,bhen->bhde", k, v)  # (d x e) per head: keys pooled over positions
-        out = torch.einsum("bhde,bhdn->bhen", summary, q)
-        return x + self.out(rearrange(out, "b heads e (h w) -> b (heads e) h w", h=h, w=w))
+        summary = torch.einsum("bhdn,bhen->bhde", k.softmax(dim=-1), v)  # (d x e) per head: keys pooled over pixels
+        out = torch.einsum("bhde,bhdn->bhen", summary, q * self.scale)
+        return x + self.proj_out(rearrange(out, "b heads e (y x) -> b (heads e) y x", y=h, x=w))
 
 
 def downsample(channels: int) -> nn.Conv2d:
@@ -148,140 +221,153 @@ def upsample(channels: int) -> nn.ConvTranspose2d:
 
 
 class NoiseLevelEmbedding(nn.Module):
-    """Sinusoidal features of the network time, then Linear-GELU-Linear back to the base width."""
+    """The release's time MLP: sinusoidal features of the step, Linear-GELU-Linear back to the base width."""
 
     def __init__(self, channels: int):
         super().__init__()
         self.channels = channels
-        self.mlp = nn.Sequential(nn.Linear(channels, 4 * channels), nn.GELU(), nn.Linear(4 * channels, channels))
+        self.linear_1 = nn.Linear(channels, 4 * channels)
+        self.linear_2 = nn.Linear(4 * channels, channels)
 
     def forward(self, time: Tensor) -> Tensor:
-        return self.mlp(timestep_embedding(time, self.channels))
+        features = sinusoidal_embedding(time, self.channels).to(self.linear_1.weight.dtype)
+        return self.linear_2(F.gelu(self.linear_1(features)))
+
+
+class RecurrentLevel(nn.Module):
+    """One encoder level of the recurrent networks: ResBlock, ConvGRU, then (but at the coarsest level) downsampling."""
+
+    def __init__(self, in_channels: int, out_channels: int, last: bool):
+        super().__init__()
+        self.res_block = FrameResBlock(in_channels, out_channels)
+        self.gru = ConvGRUCell(out_channels, out_channels)
+        self.downsample = nn.Identity() if last else downsample(out_channels)
+
+    def forward(self, x: Tensor, hidden: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Returns (the GRU state of this level, the input of the next level)."""
+        state = self.gru(self.res_block(x), hidden)
+        return state, self.downsample(state)
+
+
+def recurrent_levels(channels: int, base: int, mults: Sequence[int]) -> nn.ModuleList:
+    widths = level_widths(channels, base, mults)
+    return nn.ModuleList(RecurrentLevel(cin, cout, i == len(widths) - 1) for i, (cin, cout) in enumerate(widths))
 
 
 # ---------------------------------------------------------------------------------------------- recurrent networks
 class FramePredictor(nn.Module):
-    """mu_t = f(x_{<t}): encoder levels (ResBlock -> ConvGRU -> downsample); the decoder starts from the coarsest
-    GRU state and, level by level, upsamples and merges the next finer GRU state (the finest is not merged, as in
-    the released code); a 3x3 convolution gives the frame, clamped to [-1, 1]."""
+    """mu_t = f(x_{<t}), the release's ``HistoryNet`` in "residual" mode."""
 
-    def __init__(self, channels: int = 3, base: int = 48, mults: Sequence[int] = (1, 2, 2, 4)):
+    def __init__(self, channels: int, base: int, mults: Sequence[int]):
         super().__init__()
-        levels = level_widths(channels, base, mults)
-        self.encoder = nn.ModuleList(FrameResBlock(cin, cout) for cin, cout in levels)
-        self.grus = nn.ModuleList(ConvGRUCell(cout, cout) for _, cout in levels)
-        self.downs = nn.ModuleList(downsample(cout) for _, cout in levels[:-1])
+        widths = level_widths(channels, base, mults)
+        self.levels = recurrent_levels(channels, base, mults)
         # Decoder stage for level l = L-1 .. 1: [features (+ GRU state of level l)] -> ResBlock -> width of l-1 -> up.
-        self.decoder = nn.ModuleList()
-        self.ups = nn.ModuleList()
-        for level in range(len(levels) - 1, 0, -1):
-            width, finer = levels[level][1], levels[level - 1][1]
-            merged = width if level == len(levels) - 1 else 2 * width
-            self.decoder.append(FrameResBlock(merged, finer))
-            self.ups.append(upsample(finer))
-        self.to_frame = nn.Conv2d(levels[0][1], channels, 3, padding=1)
+        self.up_levels = nn.ModuleList()
+        for level in range(len(widths) - 1, 0, -1):
+            width, finer = widths[level][1], widths[level - 1][1]
+            merged = width if level == len(widths) - 1 else 2 * width
+            self.up_levels.append(nn.ModuleDict({"res_block": FrameResBlock(merged, finer), "upsample": upsample(finer)}))
+        self.to_frame = nn.Conv2d(widths[0][1], channels, 3, padding=1)
 
     def forward(self, frame: Tensor, hidden: Hidden | None = None) -> tuple[Tensor, Hidden]:
         """Consume frame x_{t-1} (B, C, H, W); return mu_t and the new GRU states."""
-        hidden = hidden or [None] * len(self.grus)
+        hidden = hidden or [None] * len(self.levels)
         states, x = [], frame
-        for level, (block, gru) in enumerate(zip(self.encoder, self.grus)):
-            x = gru(block(x), hidden[level])
-            states.append(x)
-            if level < len(self.downs):
-                x = self.downs[level](x)
-        for i, (block, up) in enumerate(zip(self.decoder, self.ups)):
-            level = len(states) - 1 - i
+        for level, block in enumerate(self.levels):
+            state, x = block(x, hidden[level])
+            states.append(state)
+        for i, up in enumerate(self.up_levels):
             if i > 0:
-                x = torch.cat([x, states[level]], dim=1)
-            x = up(block(x))
+                x = torch.cat([x, states[len(states) - 1 - i]], dim=1)
+            x = up["upsample"](up["res_block"](x))
         return self.to_frame(x).clamp(-1, 1), states
 
 
 class ContextEncoder(nn.Module):
-    """c_t = g(x_{<t}): one (ResBlock -> ConvGRU) per level, downsampling between levels; the GRU states of every
-    level are the context."""
+    """c_t = g(x_{<t}), the release's ``CondNet``: the GRU states of every level are the context."""
 
-    def __init__(self, channels: int = 3, base: int = 48, mults: Sequence[int] = (1, 2, 4, 8)):
+    def __init__(self, channels: int, base: int, mults: Sequence[int]):
         super().__init__()
-        levels = level_widths(channels, base, mults)
-        self.blocks = nn.ModuleList(FrameResBlock(cin, cout) for cin, cout in levels)
-        self.grus = nn.ModuleList(ConvGRUCell(cout, cout) for _, cout in levels)
-        self.downs = nn.ModuleList(downsample(cout) for _, cout in levels[:-1])
+        self.levels = recurrent_levels(channels, base, mults)
 
     def forward(self, frame: Tensor, hidden: Hidden | None = None) -> tuple[list[Tensor], Hidden]:
-        hidden = hidden or [None] * len(self.grus)
+        hidden = hidden or [None] * len(self.levels)
         states, x = [], frame
-        for level, (block, gru) in enumerate(zip(self.blocks, self.grus)):
-            x = gru(block(x), hidden[level])
-            states.append(x)
-            if level < len(self.downs):
-                x = self.downs[level](x)
+        for level, block in enumerate(self.levels):
+            state, x = block(x, hidden[level])
+            states.append(state)
         return states, states
 
 
 # ----------------------------------------------------------------------------------------------------- the denoiser
-class ResidualUNet(nn.Module):
-    """eps_theta(y_n, n, c) on single frames. Level l of the encoder: ResBlock, then ResBlock over
-    [features, c^l], then linear attention; a middle of ResBlock-attention-ResBlock; the decoder merges the encoder
-    output of each level but the finest, as in the released code."""
-
-    def __init__(
-        self, channels: int = 3, base: int = 48, mults: Sequence[int] = (1, 2, 4, 8), attention: bool = True
-    ):
+class DenoiserDownLevel(nn.Module):
+    def __init__(self, cin: int, cout: int, context_width: int, emb: int, attention: bool, last: bool):
         super().__init__()
-        levels = level_widths(channels, base, mults)
-        self.embed = NoiseLevelEmbedding(base)
+        self.res_block = FrameResBlock(cin, cout, emb)
+        self.context_res_block = FrameResBlock(cout + context_width, cout, emb)
+        self.attention = LinearAttention(cout) if attention else nn.Identity()
+        self.downsample = nn.Identity() if last else downsample(cout)
 
-        def attn(width: int) -> nn.Module:
-            return LinearAttention(width) if attention else nn.Identity()
 
-        self.down_blocks = nn.ModuleList()
-        for level, (cin, cout) in enumerate(levels):
-            self.down_blocks.append(
-                nn.ModuleList(
-                    [
-                        FrameResBlock(cin, cout, base),
-                        FrameResBlock(2 * cout, cout, base),  # + context of this level (same width)
-                        attn(cout),
-                        downsample(cout) if level < len(levels) - 1 else nn.Identity(),
-                    ]
-                )
-            )
-        mid = levels[-1][1]
+class DenoiserUpLevel(nn.Module):
+    def __init__(self, cin: int, cout: int, emb: int, attention: bool):
+        super().__init__()
+        self.res_block = FrameResBlock(cin, cout, emb)
+        self.res_block2 = FrameResBlock(cout, cout, emb)
+        self.attention = LinearAttention(cout) if attention else nn.Identity()
+        self.upsample = upsample(cout)
+
+
+class DenoiserHead(nn.Module):
+    def __init__(self, channels: int, out_channels: int):
+        super().__init__()
+        self.block = ConvNormAct(channels, channels)
+        self.conv = nn.Conv2d(channels, out_channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(self.block(x))
+
+
+class ResidualUNet(nn.Module):
+    """eps_theta(y_n, n, c) on single frames (the release's ``Unet``)."""
+
+    def __init__(self, channels: int, config: RVDNetworkConfig):
+        super().__init__()
+        base, mults = config.model_channels, config.channel_mult
+        widths = level_widths(channels, base, mults)
+        self.time_scale = config.time_scale
+        self.time_embed = NoiseLevelEmbedding(base)
+        self.down_levels = nn.ModuleList(
+            DenoiserDownLevel(cin, cout, int(cout * config.context_dim_factor), base, config.attention,
+                              last=i == len(widths) - 1)
+            for i, (cin, cout) in enumerate(widths)
+        )
+        mid = widths[-1][1]
         self.mid_block1 = FrameResBlock(mid, mid, base)
-        self.mid_attn = attn(mid)
+        self.mid_attention = LinearAttention(mid) if config.attention else nn.Identity()
         self.mid_block2 = FrameResBlock(mid, mid, base)
-        self.up_blocks = nn.ModuleList()
-        for level in range(len(levels) - 1, 0, -1):
-            width, finer = levels[level][1], levels[level - 1][1]
-            self.up_blocks.append(
-                nn.ModuleList(
-                    [
-                        FrameResBlock(2 * width, finer, base),  # + the encoder output of this level
-                        FrameResBlock(finer, finer, base),
-                        attn(finer),
-                        upsample(finer),
-                    ]
-                )
-            )
-        self.out = nn.Sequential(ConvNormAct(base * mults[0], base * mults[0]), nn.Conv2d(base * mults[0], channels, 1))
+        self.up_levels = nn.ModuleList(
+            DenoiserUpLevel(2 * widths[level][1], widths[level - 1][1], base, config.attention)
+            for level in range(len(widths) - 1, 0, -1)
+        )
+        self.out = DenoiserHead(widths[0][1], channels)
 
     def forward(self, y: Tensor, time: Tensor, context: Sequence[Tensor]) -> Tensor:
         """y (N, C, H, W) noisy residuals, time (N,) network time, context[l] (N, C_l, H_l, W_l)."""
-        if len(context) != len(self.down_blocks):
-            raise ValueError(f"context: expected {len(self.down_blocks)} levels of features, got {len(context)}")
-        emb = self.embed(time)
+        if len(context) != len(self.down_levels):
+            raise ValueError(f"context: expected {len(self.down_levels)} levels of features, got {len(context)}")
+        emb = self.time_embed(time * self.time_scale)
         skips, x = [], y
-        for (block1, block2, attn, down), c in zip(self.down_blocks, context):
-            x = block1(x, emb)
-            x = attn(block2(torch.cat([x, c], dim=1), emb))
+        for level, c in zip(self.down_levels, context):
+            x = level.res_block(x, emb)
+            x = level.attention(level.context_res_block(torch.cat([x, c], dim=1), emb))
             skips.append(x)
-            x = down(x)
-        x = self.mid_block2(self.mid_attn(self.mid_block1(x, emb)), emb)
-        for block1, block2, attn, up in self.up_blocks:
-            x = block1(torch.cat([x, skips.pop()], dim=1), emb)
-            x = up(attn(block2(x, emb)))
+            x = level.downsample(x)
+        x = self.mid_block2(self.mid_attention(self.mid_block1(x, emb)), emb)
+        for level in self.up_levels:
+            x = level.res_block(torch.cat([x, skips.pop()], dim=1), emb)
+            x = level.upsample(level.attention(level.res_block2(x, emb)))
         return self.out(x)
 
 
@@ -289,24 +375,18 @@ class ResidualUNet(nn.Module):
 class RVDNetwork(nn.Module):
     """Predictor, context encoder and residual denoiser, behind the framework's network call."""
 
-    def __init__(
-        self,
-        image_size: int = 64,
-        channels: int = 3,
-        model_channels: int = 48,
-        channel_mult: Sequence[int] = (1, 2, 4, 8),
-        predictor_mult: Sequence[int] = (1, 2, 2, 4),
-        attention: bool = True,
-    ):
+    def __init__(self, config: RVDNetworkConfig, *, image_size: int, channels: int = 3):
         super().__init__()
-        check_image_size(image_size, channel_mult)
+        check_shape_arguments(image_size=image_size, channels=channels)
+        check_image_size(image_size, config.channel_mult)
         try:
-            check_image_size(image_size, predictor_mult)
+            check_image_size(image_size, config.predictor_mult)
         except ValueError as error:
             raise ValueError(str(error).replace("channel_mult", "predictor_mult")) from None
-        self.predictor = FramePredictor(channels, model_channels, predictor_mult)
-        self.context_encoder = ContextEncoder(channels, model_channels, channel_mult)
-        self.denoiser = ResidualUNet(channels, model_channels, channel_mult, attention)
+        self.config, self.image_size, self.channels = config, image_size, channels
+        self.predictor = FramePredictor(channels, config.predictor_channels, config.predictor_mult)
+        self.context_encoder = ContextEncoder(channels, config.context_channels, config.channel_mult)
+        self.denoiser = ResidualUNet(channels, config)
 
     # ---- recurrent part
     def observe(
@@ -339,8 +419,13 @@ class RVDNetwork(nn.Module):
     # ---- the denoiser, as the framework calls it
     def forward(self, z: Tensor, time: Tensor, mask: FrameMask | None = None, *, context: Sequence[Tensor]) -> Tensor:
         """eps_hat for the latent frames of (B, T, C, H, W) noisy residuals ``z``; zero elsewhere."""
-        batch, frames = z.shape[:2]
-        selected = mask.latent if mask is not None else torch.ones(batch, frames, dtype=torch.bool, device=z.device)
+        batch, frames, c, h, w = z.shape
+        if h != self.image_size or w != self.image_size:
+            raise ValueError(f"image_size: the network was built for {self.image_size}x{self.image_size}, got {h}x{w}")
+        if c != self.channels:
+            raise ValueError(f"channels: the network takes {self.channels} channels, got {c}")
+        selected = mask.latent.to(z.device) if mask is not None else torch.ones(batch, frames, dtype=torch.bool,
+                                                                                 device=z.device)
         out = torch.zeros_like(z)
         if not selected.any():
             return out

@@ -1,13 +1,16 @@
 """VDM's network (Ho et al. 2022, "Video Diffusion Models", Sec. 3 and Fig. 1): a space-time factorized 3D U-Net.
+VDM released no code; this is the paper's description on the shared improved-diffusion skeleton (``networks.unet``).
 
-- Every 3x3 convolution is 1x3x3 (``ResBlock(temporal_kernel=1)``): convolutions never mix frames.
-- At the attention resolutions each block runs spatial attention within each frame, then temporal attention across
-  the frames at each spatial position, with a learned relative position bias indexed by the frames' distance in time.
+- Features are per frame, (B*T, C, H, W): every 3x3 convolution is a 1x3x3 space-only convolution and every
+  GroupNorm takes its statistics per frame, so that temporal attention is the ONLY layer that mixes frames. Together
+  with the attention mask below this makes the extra image frames of joint image-video training exactly independent
+  of the clip and of each other.
+- At the attention resolutions (and in the middle) each block runs spatial attention within each frame, then temporal
+  attention across the frames at each spatial position, with a learned relative position bias indexed by the frames'
+  distance in time. Both go through ``scaled_dot_product_attention``; the bias and the frame mask enter as its
+  ``attn_mask``.
 - The noise level (the log-SNR lambda_t) and an optional condition (a class label or a precomputed vector per clip)
   are embedded by a small MLP and added in every residual block.
-- Group normalisation is taken per frame (``FrameGroupNorm``), so that temporal attention is the ONLY layer that
-  mixes frames. Together with the attention mask below this makes the extra image frames of joint image-video
-  training exactly independent of the clip and of each other.
 
 Joint image-video training (Sec. 3.2): the network is told which frame slots belong together by ``segment_ids``, a
 (B, T) long tensor passed with the conditioning (``network(z, time, mask, segment_ids=...)``): slots with equal ids
@@ -18,7 +21,7 @@ frame mask (neither observed nor latent) attend only to themselves and are atten
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -27,42 +30,54 @@ from torch import Tensor, nn
 
 from diffusion.masks import FrameMask, default_frame_indices
 from networks.blocks import (
+    ContextBlock,
     Downsample,
     ResBlock,
-    TimeEmbedding,
+    UNetContext,
     Upsample,
-    check_image_size,
+    conv2d,
     group_norm,
-    timestep_embedding,
-    video_conv,
     zero_module,
 )
+from networks.config import (
+    check_dropout,
+    check_multipliers,
+    check_positive,
+    check_shape_arguments,
+    normalise_sequences,
+    register_safe_config,
+)
+from networks.unet import UNet, UNetBlocks
 
 
-# ------------------------------------------------------------------------------------------------------ normalisation
-class FrameGroupNorm(nn.GroupNorm):
-    """GroupNorm with statistics per frame of a (B, C, T, H, W) map (an image model's norm applied frame by frame)."""
+@register_safe_config
+@dataclass(frozen=True)
+class VDMUNetConfig:
+    """VDM's U-Net hyper-parameters (the paper's 64x64 model by default)."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 5:
-            return super().forward(x)
-        b = x.shape[0]
-        frames = rearrange(x, "b c t h w -> (b t) c h w")
-        return rearrange(super().forward(frames), "(b t) c h w -> b c t h w", b=b)
+    model_channels: int = 128
+    channel_mult: tuple[int, ...] = (1, 2, 3, 4)
+    num_res_blocks: int = 3
+    attention_resolutions: tuple[int, ...] = (32, 16, 8)
+    attention_head_dim: int = 64
+    dropout: float = 0.1
+    use_scale_shift_norm: bool = True
+    max_relative_distance: int = 32
+    num_classes: int | None = None
+    cond_dim: int | None = None
+    frame_conditioning: bool = False
 
-
-def frame_group_norm(channels: int) -> FrameGroupNorm:
-    reference = group_norm(channels)
-    return FrameGroupNorm(reference.num_groups, channels)
-
-
-class FactorizedResBlock(ResBlock):
-    """``ResBlock`` with 1x3x3 convolutions and per-frame group norms: no mixing across frames at all."""
-
-    def __init__(self, channels: int, emb_channels: int, out_channels: int | None = None, dropout: float = 0.0):
-        super().__init__(channels, emb_channels, out_channels, dropout=dropout, temporal_kernel=1)
-        self.in_layers[0] = frame_group_norm(channels)
-        self.out_norm = frame_group_norm(out_channels or channels)
+    def __post_init__(self) -> None:
+        normalise_sequences(self)
+        check_positive(self, "model_channels", "num_res_blocks", "attention_head_dim", "max_relative_distance")
+        check_multipliers(self, "channel_mult")
+        check_dropout(self)
+        if self.num_classes is not None and self.cond_dim is not None:
+            raise ValueError("num_classes, cond_dim: condition on a class label or on a vector, not both")
+        if self.num_classes is not None:
+            check_positive(self, "num_classes")
+        if self.cond_dim is not None:
+            check_positive(self, "cond_dim")
 
 
 # ------------------------------------------------------------------------------------------------------- attention
@@ -101,63 +116,57 @@ def num_heads_for(channels: int, head_dim: int) -> int:
 
 
 class SpatialAttention(nn.Module):
-    """Self-attention over the H*W positions of each frame separately."""
+    """Self-attention over the H*W positions of each frame separately, residual on the input."""
 
     def __init__(self, channels: int, head_dim: int = 64):
         super().__init__()
         self.num_heads = num_heads_for(channels, head_dim)
-        self.norm = frame_group_norm(channels)
-        self.qkv = nn.Conv3d(channels, 3 * channels, 1)
-        self.proj_out = zero_module(nn.Conv3d(channels, channels, 1))
+        self.norm = group_norm(channels)
+        self.qkv = conv2d(channels, 3 * channels, 1)
+        self.proj_out = zero_module(conv2d(channels, channels, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        b, c, t, h, w = x.shape
-        qkv = self.qkv(self.norm(x))
-        q, k, v = rearrange(qkv, "b (three heads d) t h w -> three b t heads (h w) d", three=3, heads=self.num_heads)
-        out = F.scaled_dot_product_attention(q, k, v)
-        out = rearrange(out, "b t heads (h w) d -> b (heads d) t h w", h=h, w=w)
+        height = x.shape[-2]
+        q, k, v = rearrange(self.qkv(self.norm(x)), "n (three heads d) y x -> three n heads (y x) d", three=3,
+                            heads=self.num_heads)
+        out = rearrange(F.scaled_dot_product_attention(q, k, v), "n heads (y x) d -> n (heads d) y x", y=height)
         return x + self.proj_out(out)
 
 
-class TemporalAttention(nn.Module):
-    """Self-attention across the frames at each spatial position, with relative time positions and a frame mask."""
+class TemporalAttention(ContextBlock):
+    """Self-attention across the frames at each spatial position, with relative time positions and the frame mask."""
 
     def __init__(self, channels: int, head_dim: int = 64, max_distance: int = 32):
         super().__init__()
         self.num_heads = num_heads_for(channels, head_dim)
-        self.norm = frame_group_norm(channels)
-        self.qkv = nn.Conv3d(channels, 3 * channels, 1)
+        self.norm = group_norm(channels)
+        self.qkv = conv2d(channels, 3 * channels, 1)
         self.relative_position = RelativePositionBias(self.num_heads, max_distance)
-        self.proj_out = zero_module(nn.Conv3d(channels, channels, 1))
+        self.proj_out = zero_module(conv2d(channels, channels, 1))
 
-    def forward(self, x: Tensor, frame_indices: Tensor, allowed: Tensor) -> Tensor:
-        """x: (B, C, T, H, W); frame_indices (B, T) long; allowed (B, T, T) bool from ``temporal_attention_allowed``."""
-        b, c, t, h, w = x.shape
+    def forward(self, x: Tensor, ctx: UNetContext) -> Tensor:
+        """x: (B*T, C, H, W); ctx.frame_indices (B, T); ctx.attn_mask (B, T, T) from ``temporal_attention_allowed``."""
+        height = x.shape[-2]
         qkv = self.qkv(self.norm(x))
-        q, k, v = rearrange(qkv, "b (three heads d) t h w -> three b (h w) heads t d", three=3, heads=self.num_heads)
-        bias = self.relative_position(frame_indices).to(q.dtype)  # (B, heads, T, T)
-        bias = bias.masked_fill(~allowed[:, None], float("-inf"))
+        q, k, v = rearrange(qkv, "(b t) (three heads d) y x -> three b (y x) heads t d", b=ctx.batch, three=3,
+                            heads=self.num_heads)
+        bias = self.relative_position(ctx.frame_indices).to(q.dtype)  # (B, heads, T, T)
+        bias = bias.masked_fill(~ctx.attn_mask[:, None], float("-inf"))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None])  # broadcast over positions
-        out = rearrange(out, "b (h w) heads t d -> b (heads d) t h w", h=h, w=w)
+        out = rearrange(out, "b (y x) heads t d -> (b t) (heads d) y x", y=height)
         return x + self.proj_out(out)
 
 
-class VDMBlock(nn.Module):
-    """Residual block, then (at attention resolutions) spatial attention, then temporal attention; or a resampler."""
+class SpaceTimeAttention(ContextBlock):
+    """Spatial attention within each frame, then temporal attention across frames (VDM's attention block)."""
 
-    def __init__(self, *layers: nn.Module):
+    def __init__(self, channels: int, head_dim: int, max_distance: int):
         super().__init__()
-        self.layers = nn.ModuleList(layers)
+        self.spatial = SpatialAttention(channels, head_dim)
+        self.temporal = TemporalAttention(channels, head_dim, max_distance)
 
-    def forward(self, x: Tensor, emb: Tensor, frame_indices: Tensor, allowed: Tensor) -> Tensor:
-        for layer in self.layers:
-            if isinstance(layer, ResBlock):
-                x = layer(x, emb)
-            elif isinstance(layer, TemporalAttention):
-                x = layer(x, frame_indices, allowed)
-            else:
-                x = layer(x)
-        return x
+    def forward(self, x: Tensor, ctx: UNetContext) -> Tensor:
+        return self.temporal(self.spatial(x), ctx)
 
 
 # -------------------------------------------------------------------------------------------------------- condition
@@ -212,74 +221,45 @@ class ConditionEmbedding(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------- network
-class VDMUNet(nn.Module):
+class VDMUNet(UNet):
     """The factorized space-time U-Net. ``forward(z, log_snr, mask, segment_ids=, label=, cond_vector=, drop_cond=)``.
 
     ``frame_conditioning=True`` adds one input channel holding the frame mask's observed flags (a model trained to be
     conditioned on clean given frames); such a model must not be sampled with replacement / reconstruction guidance.
     """
 
-    def __init__(
-        self,
-        image_size: int = 64,
-        in_channels: int = 3,
-        model_channels: int = 128,
-        channel_mult: Sequence[int] = (1, 2, 3, 4),
-        num_res_blocks: int = 3,
-        attention_resolutions: Sequence[int] = (32, 16, 8),
-        attention_head_dim: int = 64,
-        dropout: float = 0.1,
-        max_relative_distance: int = 32,
-        num_classes: int | None = None,
-        cond_dim: int | None = None,
-        frame_conditioning: bool = False,
-    ):
-        super().__init__()
-        check_image_size(image_size, channel_mult)
-        self.image_size, self.in_channels = image_size, in_channels
-        self.channel_mult = tuple(channel_mult)
-        self.frame_conditioning = frame_conditioning
-        emb = 4 * model_channels
-        self.time_embed = TimeEmbedding(model_channels)  # sinusoidal features of lambda_t, then a 2-layer MLP
-        self.cond_embed = ConditionEmbedding(emb, num_classes, cond_dim)
+    def __init__(self, config: VDMUNetConfig, *, image_size: int, channels: int = 3):
+        check_shape_arguments(image_size=image_size, channels=channels)
+        emb = 4 * config.model_channels
+        for mult in config.channel_mult:
+            num_heads_for(mult * config.model_channels, config.attention_head_dim)
 
-        def res(cin: int, cout: int) -> FactorizedResBlock:
-            return FactorizedResBlock(cin, emb, cout, dropout=dropout)
+        def res_block(cin: int, cout: int) -> ResBlock:
+            return ResBlock(cin, emb, cout, conv2d, config.dropout, config.use_scale_shift_norm)
 
-        def attention(ch: int) -> list[nn.Module]:
-            return [SpatialAttention(ch, attention_head_dim), TemporalAttention(ch, attention_head_dim, max_relative_distance)]
+        def attention(ch: int, in_decoder: bool) -> SpaceTimeAttention:
+            return SpaceTimeAttention(ch, config.attention_head_dim, config.max_relative_distance)
 
-        first_in = in_channels + (1 if frame_conditioning else 0)
-        self.input_blocks = nn.ModuleList([VDMBlock(video_conv(first_in, model_channels, temporal_kernel=1))])
-        skip_channels, ch, resolution = [model_channels], model_channels, image_size
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                layers: list[nn.Module] = [res(ch, mult * model_channels)]
-                ch = mult * model_channels
-                if resolution in attention_resolutions:
-                    layers += attention(ch)
-                self.input_blocks.append(VDMBlock(*layers))
-                skip_channels.append(ch)
-            if level != len(channel_mult) - 1:
-                self.input_blocks.append(VDMBlock(Downsample(ch)))
-                skip_channels.append(ch)
-                resolution //= 2
-
-        self.middle_block = VDMBlock(res(ch, ch), *attention(ch), res(ch, ch))
-
-        self.output_blocks = nn.ModuleList()
-        for level, mult in reversed(list(enumerate(channel_mult))):
-            for i in range(num_res_blocks + 1):
-                layers = [res(ch + skip_channels.pop(), mult * model_channels)]
-                ch = mult * model_channels
-                if resolution in attention_resolutions:
-                    layers += attention(ch)
-                if level and i == num_res_blocks:
-                    layers.append(Upsample(ch))
-                    resolution *= 2
-                self.output_blocks.append(VDMBlock(*layers))
-
-        self.out = nn.Sequential(frame_group_norm(ch), nn.SiLU(), zero_module(video_conv(ch, in_channels, 1)))
+        blocks = UNetBlocks(
+            conv=conv2d,
+            res_block=res_block,
+            attention=attention,
+            downsample=lambda ch: Downsample(conv2d(ch, ch, stride=2)),
+            upsample=lambda ch: Upsample(conv2d(ch, ch)),
+        )
+        super().__init__(
+            blocks,
+            image_size=image_size,
+            in_channels=channels + (1 if config.frame_conditioning else 0),
+            out_channels=channels,
+            model_channels=config.model_channels,
+            channel_mult=config.channel_mult,
+            num_res_blocks=config.num_res_blocks,
+            attention_resolutions=config.attention_resolutions,
+        )
+        self.config, self.channels = config, channels
+        self.frame_conditioning = config.frame_conditioning
+        self.cond_embed = ConditionEmbedding(emb, config.num_classes, config.cond_dim)
 
     @property
     def temporal_attention_layers(self) -> list[TemporalAttention]:
@@ -300,28 +280,27 @@ class VDMUNet(nn.Module):
         b, t, c, h, w = z.shape
         if h != self.image_size or w != self.image_size:
             raise ValueError(f"image_size: the network was built for {self.image_size}x{self.image_size}, got {h}x{w}")
-        if c != self.in_channels:
-            raise ValueError(f"channels: the network takes {self.in_channels} channels, got {c}")
-        frame_indices = mask.frame_indices if mask is not None else default_frame_indices(b, t, z.device)
+        if c != self.channels:
+            raise ValueError(f"channels: the network takes {self.channels} channels, got {c}")
+        frame_indices = mask.frame_indices.to(z.device) if mask is not None else default_frame_indices(b, t, z.device)
         segments = torch.zeros(b, t, dtype=torch.long, device=z.device) if segment_ids is None else segment_ids.long()
-        allowed = temporal_attention_allowed(segments, mask.padding if mask is not None else None)
+        padding = mask.padding.to(z.device) if mask is not None else None
 
-        # sinusoidal features of lambda_t (computed in float32), then the MLP in the network's dtype
-        emb = self.time_embed.mlp(timestep_embedding(time, self.time_embed.model_channels).to(z.dtype))
+        emb = self.time_embed(time)
         cond = self.cond_embed(b, z.device, label, cond_vector, drop_cond)
         if cond is not None:
             emb = emb + cond
+        ctx = UNetContext(
+            emb=emb.repeat_interleave(t, dim=0),
+            batch=b,
+            frames=t,
+            frame_indices=frame_indices,
+            attn_mask=temporal_attention_allowed(segments, padding),
+        )
 
         x = z
         if self.frame_conditioning:
             observed = mask.observed if mask is not None else torch.zeros(b, t, dtype=torch.bool, device=z.device)
-            x = torch.cat([z, FrameMask.per_frame(observed, z).to(z.dtype).expand(b, t, 1, h, w)], dim=2)
-        h_ = rearrange(x, "b t c h w -> b c t h w")
-        skips = []
-        for block in self.input_blocks:
-            h_ = block(h_, emb, frame_indices, allowed)
-            skips.append(h_)
-        h_ = self.middle_block(h_, emb, frame_indices, allowed)
-        for block in self.output_blocks:
-            h_ = block(torch.cat([h_, skips.pop()], dim=1), emb, frame_indices, allowed)
-        return rearrange(self.out(h_), "b c t h w -> b t c h w")
+            x = torch.cat([z, FrameMask.per_frame(observed.to(z.device), z).to(z.dtype).expand(b, t, 1, h, w)], dim=2)
+        out = self.unet_features(rearrange(x, "b t c y x -> (b t) c y x"), ctx)
+        return rearrange(out, "(b t) c y x -> b t c y x", b=b)

@@ -8,16 +8,16 @@ import torch
 
 from diffusion import FrameMask, default_frame_indices
 from lightning_modules.vdm import joint_image_video_batch
-from networks.vdm_unet import VDMUNet, temporal_attention_allowed
+from networks.vdm_unet import VDMUNet, VDMUNetConfig, temporal_attention_allowed
 
 T_CLIP, N_IMAGES = 4, 2
 
 
 def tiny_net(**kwargs) -> VDMUNet:
     torch.manual_seed(0)
-    args = dict(image_size=8, in_channels=3, model_channels=8, channel_mult=(1, 2), num_res_blocks=1,
-                attention_resolutions=(8, 4), attention_head_dim=8, dropout=0.0)
-    net = VDMUNet(**{**args, **kwargs}).eval()
+    args = dict(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8, 4),
+                attention_head_dim=8, dropout=0.0)
+    net = VDMUNet(VDMUNetConfig(**{**args, **kwargs}), image_size=8, channels=3).eval()
     with torch.no_grad():  # zero-initialised output layers would hide any mixing: give every weight a value
         for p in net.parameters():
             p.add_(0.2 * torch.randn_like(p))
@@ -37,8 +37,11 @@ def run_with_hooks(net: VDMUNet, z: torch.Tensor, **cond) -> tuple[torch.Tensor,
     return out, outputs
 
 
-def changed_frames(a: torch.Tensor, b: torch.Tensor, frame_dim: int) -> set[int]:
-    diff = (a - b).abs().transpose(0, frame_dim).flatten(1).amax(dim=1)
+def changed_frames(a: torch.Tensor, b: torch.Tensor, frames: int | None = None) -> set[int]:
+    """Frame slots that differ between two (B, T, ...) tensors, or two per-frame (B*T, C, H, W) feature maps."""
+    if frames is not None:
+        a, b = a.unflatten(0, (-1, frames)), b.unflatten(0, (-1, frames))
+    diff = (a - b).abs().transpose(0, 1).flatten(1).amax(dim=1)
     return {i for i, d in enumerate(diff.tolist()) if d > 1e-6}
 
 
@@ -62,14 +65,14 @@ def test_changing_one_extra_image_changes_no_other_frame_in_any_temporal_layer()
     z_b[:, T_CLIP] = torch.randn_like(z_b[:, T_CLIP])  # the first extra image of every example
     out_b, layers_b = run_with_hooks(net, z_b, segment_ids=segments)
     assert len(layers_a) == len(net.temporal_attention_layers)
-    for a, b in zip(layers_a, layers_b):  # feature maps (B, C, T, H, W)
-        assert changed_frames(a, b, frame_dim=2) == {T_CLIP}
-    assert changed_frames(out_a, out_b, frame_dim=1) == {T_CLIP}
+    for a, b in zip(layers_a, layers_b):  # per-frame feature maps (B*T, C, H, W)
+        assert changed_frames(a, b, T_CLIP + N_IMAGES) == {T_CLIP}
+    assert changed_frames(out_a, out_b) == {T_CLIP}
 
     # The same change without the segment ids reaches every frame: the test above can fail.
     _, free_a = run_with_hooks(net, z)
     _, free_b = run_with_hooks(net, z_b)
-    assert changed_frames(free_a[0], free_b[0], frame_dim=2) == set(range(T_CLIP + N_IMAGES))
+    assert changed_frames(free_a[0], free_b[0], T_CLIP + N_IMAGES) == set(range(T_CLIP + N_IMAGES))
 
 
 def test_clip_frames_mix_through_temporal_attention_only() -> None:
@@ -79,7 +82,7 @@ def test_clip_frames_mix_through_temporal_attention_only() -> None:
     z_b[:, 1] += 1.0
     out_a, layers_a = run_with_hooks(net, z)
     out_b, layers_b = run_with_hooks(net, z_b)
-    assert changed_frames(out_a, out_b, 1) == set(range(T_CLIP))
+    assert changed_frames(out_a, out_b) == set(range(T_CLIP))
     # Before the first temporal attention nothing but frame 1 has moved: the convolutions are 1x3x3, norms per frame.
     first_input: list[torch.Tensor] = []
     hook = net.temporal_attention_layers[0].register_forward_pre_hook(lambda m, args: first_input.append(args[0]))
@@ -87,7 +90,7 @@ def test_clip_frames_mix_through_temporal_attention_only() -> None:
         net(z, torch.tensor([0.0, 0.0]))
         net(z_b, torch.tensor([0.0, 0.0]))
     hook.remove()
-    assert changed_frames(first_input[0], first_input[1], 2) == {1}
+    assert changed_frames(first_input[0], first_input[1], T_CLIP) == {1}
 
 
 def test_relative_positions_shift_invariant_but_spacing_aware() -> None:
@@ -124,11 +127,16 @@ def test_class_and_vector_conditions_change_the_output_and_drop_to_null() -> Non
 
 def test_errors_name_the_field() -> None:
     with pytest.raises(ValueError, match="image_size"):
-        VDMUNet(image_size=10, channel_mult=(1, 2, 2), model_channels=8, attention_head_dim=8)
+        VDMUNet(VDMUNetConfig(channel_mult=(1, 2, 2), model_channels=8, attention_head_dim=8), image_size=10)
     net = tiny_net()
     with pytest.raises(ValueError, match="num_classes"):
         net(torch.randn(1, 2, 3, 8, 8), torch.zeros(1), label=torch.tensor([1]))
     with pytest.raises(ValueError, match="image_size"):
         net(torch.randn(1, 2, 3, 16, 16), torch.zeros(1))
     with pytest.raises(ValueError, match="attention_head_dim"):
-        VDMUNet(image_size=8, model_channels=12, channel_mult=(1,), attention_resolutions=(8,), attention_head_dim=8)
+        VDMUNet(VDMUNetConfig(model_channels=12, channel_mult=(1,), attention_resolutions=(8,), attention_head_dim=8),
+                image_size=8)
+    with pytest.raises(ValueError, match="num_classes, cond_dim"):
+        VDMUNetConfig(num_classes=3, cond_dim=4)
+    with pytest.raises(ValueError, match="channels"):
+        net(torch.randn(1, 2, 1, 8, 8), torch.zeros(1))

@@ -1,0 +1,128 @@
+"""vdiff-import and its core ``read_official``: every misfit between a checkpoint and the network rebuilt from its
+official arguments is an error naming the weights or the argument concerned; the CLI writes a Lightning checkpoint
+that ``<Method>.load_from_checkpoint`` and ``vdiff test`` run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import vdiff_import
+from networks.official import OfficialCheckpointError, load_official_args, read_official
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "official_reference"
+needs_reference = pytest.mark.skipif(
+    not (SHARED / "manifest.json").is_file(), reason=f"no official reference checkpoints at {SHARED}"
+)
+
+
+def entry(method: str) -> dict:
+    return json.loads((SHARED / "manifest.json").read_text())[method]
+
+
+def ramvid_args(**changes) -> dict:
+    return {**entry("ramvid")["args"], **changes}
+
+
+@needs_reference
+def test_wrong_official_arguments_name_the_weights_that_do_not_fit():
+    with pytest.raises(OfficialCheckpointError, match=r"have no place in the network: .*input_blocks\.") as info:
+        read_official("ramvid", SHARED / entry("ramvid")["checkpoint"], ramvid_args(num_res_blocks=2))
+    assert "missing from the checkpoint" in str(info.value)
+    with pytest.raises(OfficialCheckpointError, match=r"differ in shape: time_embed\.0\.weight"):
+        read_official("ramvid", SHARED / entry("ramvid")["checkpoint"], ramvid_args(num_channels=64))
+
+
+@needs_reference
+def test_a_weight_missing_or_left_over_is_named(tmp_path):
+    state = torch.load(SHARED / entry("ramvid")["checkpoint"], weights_only=True)
+    missing = dict(state)
+    del missing["middle_block.1.qkv.weight"]
+    torch.save(missing, tmp_path / "missing.pt")
+    with pytest.raises(OfficialCheckpointError, match=r"missing from the checkpoint: middle_block\.1\.qkv\.weight"):
+        read_official("ramvid", tmp_path / "missing.pt", ramvid_args())
+    torch.save({**state, "label_emb.weight": torch.zeros(3, 4)}, tmp_path / "extra.pt")
+    with pytest.raises(OfficialCheckpointError, match=r"no place in the network: label_emb\.weight"):
+        read_official("ramvid", tmp_path / "extra.pt", ramvid_args())
+
+
+@needs_reference
+def test_argument_errors_name_the_argument(tmp_path):
+    path = SHARED / entry("ramvid")["checkpoint"]
+    with pytest.raises(OfficialCheckpointError, match="scale_time_dim"):
+        read_official("ramvid", path, {k: v for k, v in ramvid_args().items() if k != "scale_time_dim"})
+    with pytest.raises(OfficialCheckpointError, match="unknown RaMViD flags.*num_channel"):
+        read_official("ramvid", path, ramvid_args(num_channel=32))
+    with pytest.raises(OfficialCheckpointError, match="class_cond"):
+        read_official("ramvid", path, ramvid_args(class_cond=True))
+    rvd = SHARED / entry("rvd")["checkpoint"]
+    with pytest.raises(OfficialCheckpointError, match="img_size"):
+        read_official("rvd", rvd, {k: v for k, v in entry("rvd")["args"].items() if k != "img_size"})
+    with pytest.raises(OfficialCheckpointError, match="iteration_step"):
+        read_official("rvd", rvd, {**entry("rvd")["args"], "iteration_step": 1000})
+    checkpoint = torch.load(SHARED / entry("fdm")["checkpoint"], weights_only=True)
+    del checkpoint["config"]["use_rpe_net"]
+    torch.save(checkpoint, tmp_path / "fdm.pt")
+    with pytest.raises(OfficialCheckpointError, match="use_rpe_net"):
+        read_official("fdm", tmp_path / "fdm.pt")
+    with pytest.raises(OfficialCheckpointError, match="RVD's {'step', 'model', 'ema'}"):
+        read_official("rvd", path, entry("rvd")["args"])
+
+
+def test_official_args_json_errors_and_files(tmp_path):
+    assert load_official_args('{"image_size": 64}') == {"image_size": 64}
+    (tmp_path / "args.json").write_text('{"num_res_blocks": 3}')
+    assert load_official_args(str(tmp_path / "args.json")) == {"num_res_blocks": 3}
+    for bad in ('{"image_size": 64', "[1, 2]", str(tmp_path / "nope.json")):
+        with pytest.raises(OfficialCheckpointError, match="--official-args"):
+            load_official_args(bad)
+
+
+def test_checkpoints_load_with_weights_only(tmp_path):
+    """A file holding pickled objects other than tensors and plain containers is refused, not executed."""
+    torch.save({"state_dict": {}, "config": Path("x")}, tmp_path / "pickled.pt")
+    with pytest.raises(OfficialCheckpointError, match="weights_only=True"):
+        read_official("fdm", tmp_path / "pickled.pt")
+    with pytest.raises(OfficialCheckpointError, match="no such checkpoint"):
+        read_official("fdm", tmp_path / "absent.pt")
+
+
+@needs_reference
+def test_learned_variance_checkpoints_import_the_mean_half(tmp_path):
+    """learn_sigma=True networks output 2C channels (eps, then the variance); the import keeps the first C."""
+    state = torch.load(SHARED / entry("ramvid")["checkpoint"], weights_only=True)
+    weight, bias = state["out.2.weight"], state["out.2.bias"]
+    state["out.2.weight"] = torch.cat([weight, torch.randn_like(weight)])
+    state["out.2.bias"] = torch.cat([bias, torch.randn_like(bias)])
+    torch.save(state, tmp_path / "ema_0.9999_000010.pt")
+    imported = read_official("ramvid", tmp_path / "ema_0.9999_000010.pt", ramvid_args(learn_sigma=True))
+    assert torch.equal(imported.state_dict["out.conv.weight"], weight)
+    assert torch.equal(imported.state_dict["out.conv.bias"], bias)
+    assert imported.diffusion.learn_sigma and imported.step == 10 and imported.training["ema_rate"] == 0.9999
+    assert any("learn_sigma" in note for note in imported.notes)
+    with pytest.raises(OfficialCheckpointError, match="differ in shape: out.2.weight"):
+        read_official("ramvid", tmp_path / "ema_0.9999_000010.pt", ramvid_args())
+
+
+@needs_reference
+def test_imported_settings_follow_the_official_arguments():
+    fdm = read_official("fdm", SHARED / entry("fdm")["checkpoint"])
+    config = torch.load(SHARED / entry("fdm")["checkpoint"], weights_only=True)["config"]
+    assert (fdm.max_frames, fdm.video_length, fdm.image_size) == (config["max_frames"], config["T"], config["image_size"])
+    assert fdm.config.model_channels == config["num_channels"] and fdm.config.temporal_norm == "official"
+    assert (fdm.diffusion.schedule, fdm.diffusion.steps, fdm.diffusion.prediction) == (
+        config["noise_schedule"], config["diffusion_steps"], "x0" if config["predict_xstart"] else "eps")
+    rvd = read_official("rvd", SHARED / entry("rvd")["checkpoint"], entry("rvd")["args"])
+    steps = entry("rvd")["args"]["iteration_step"]
+    assert (rvd.diffusion.schedule, rvd.diffusion.steps) == ("cosine", steps)
+    assert rvd.config.time_scale == steps / 1000  # the released denoiser embeds the raw step
+
+
+def test_weights_flag_is_for_rvd_only(capsys):
+    assert vdiff_import.main(["fdm", "x.pt", "--out", "y.ckpt", "--weights", "model"]) == 2
+    assert "holds one set of weights" in capsys.readouterr().err
+    assert vdiff_import.main(["fdm", "absent.pt", "--out", "y.ckpt"]) == 1
+    assert "no such checkpoint" in capsys.readouterr().err
