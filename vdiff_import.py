@@ -9,7 +9,8 @@ hyper-parameters in LightningCLI's form and the weights in both the network and 
 
 What the checkpoint's hyper-parameters hold: the clip shape, the network config, the diffusion settings and the EMA
 of the official run, and the official training settings the method's module has fields for (RaMViD's p_uncond and
-max_given, RVD's loss and warm-up). Sampling, task and evaluation are left to the config that runs it.
+max_given, RVD's loss and warm-up; FDM's frames generated per pass, K // 2 as its sampling script). Sampling, task and
+evaluation are left to the config that runs it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def lightning_hparams(imported: ImportedModel) -> dict[str, Any]:
         },
         "ema": {"decay": training["ema_rate"]},
     }
+    if imported.method == "fdm":
+        # the released sampler's default: half of the K frames of a pass are generated (max_latent_frames = K // 2)
+        hparams["rollout"] = {"frames_per_stage": max(1, imported.max_frames // 2)}
     if imported.method == "ramvid":
         hparams["p_uncond"] = training["uncondition_rate"]
         hparams["max_given"] = training["max_num_mask_frames"]

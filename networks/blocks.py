@@ -20,6 +20,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 ConvFactory = Callable[..., nn.Module]  # (in_channels, out_channels, kernel_size=3) -> a same-padded convolution
+NormFactory = Callable[[int], nn.Module]  # channels -> a normalisation layer
 
 
 # ---------------------------------------------------------------------------------------------------- small pieces
@@ -133,15 +134,16 @@ class ResBlock(ContextBlock):
         emb_channels: int,
         out_channels: int,
         conv: ConvFactory,
+        norm: NormFactory = group_norm,
         dropout: float = 0.0,
         use_scale_shift_norm: bool = True,
     ):
         super().__init__()
         self.use_scale_shift_norm = use_scale_shift_norm
-        self.in_norm = group_norm(channels)
+        self.in_norm = norm(channels)
         self.in_conv = conv(channels, out_channels)
         self.emb_proj = nn.Linear(emb_channels, 2 * out_channels if use_scale_shift_norm else out_channels)
-        self.out_norm = group_norm(out_channels)
+        self.out_norm = norm(out_channels)
         self.dropout = nn.Dropout(dropout)
         self.out_conv = zero_module(conv(out_channels, out_channels))
         self.skip = nn.Identity() if out_channels == channels else conv(channels, out_channels, 1)
@@ -207,11 +209,11 @@ class SelfAttention(nn.Module):
 
 
 class OutputHead(nn.Module):
-    """GroupNorm, SiLU and a zero-initialised convolution to the output channels."""
+    """Norm, SiLU and a zero-initialised convolution to the output channels."""
 
-    def __init__(self, channels: int, out_channels: int, conv: ConvFactory):
+    def __init__(self, channels: int, out_channels: int, conv: ConvFactory, norm: NormFactory = group_norm):
         super().__init__()
-        self.norm = group_norm(channels)
+        self.norm = norm(channels)
         self.conv = zero_module(conv(channels, out_channels))
 
     def forward(self, x: Tensor) -> Tensor:

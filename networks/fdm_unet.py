@@ -219,13 +219,14 @@ class FDMUNet(UNet):
             check_heads(mult * config.model_channels, heads_up, "num_heads_upsample")
 
         def res_block(cin: int, cout: int) -> ResBlock:
-            return ResBlock(cin, emb, cout, conv2d, config.dropout, config.use_scale_shift_norm)
+            return ResBlock(cin, emb, cout, conv2d, group_norm, config.dropout, config.use_scale_shift_norm)
 
         def attention(ch: int, in_decoder: bool) -> FactorizedAttention:
             return FactorizedAttention(ch, heads_up if in_decoder else config.num_heads, emb, config.temporal_norm)
 
         blocks = UNetBlocks(
             conv=conv2d,
+            norm=group_norm,
             res_block=res_block,
             attention=attention,
             downsample=lambda ch: Downsample(conv2d(ch, ch, stride=2)),

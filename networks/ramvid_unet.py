@@ -22,7 +22,16 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from diffusion.masks import FrameMask
-from networks.blocks import Downsample, ResBlock, SelfAttention, UNetContext, Upsample, check_heads, conv3d
+from networks.blocks import (
+    Downsample,
+    ResBlock,
+    SelfAttention,
+    UNetContext,
+    Upsample,
+    check_heads,
+    conv3d,
+    group_norm,
+)
 from networks.config import (
     check_dropout,
     check_multipliers,
@@ -71,13 +80,14 @@ class RaMViDUNet(UNet):
             check_heads(mult * config.model_channels, heads_up, "num_heads_upsample")
 
         def res_block(cin: int, cout: int) -> ResBlock:
-            return ResBlock(cin, emb, cout, conv3d, config.dropout, config.use_scale_shift_norm)
+            return ResBlock(cin, emb, cout, conv3d, group_norm, config.dropout, config.use_scale_shift_norm)
 
         def attention(ch: int, in_decoder: bool) -> SelfAttention:
             return SelfAttention(ch, heads_up if in_decoder else config.num_heads, qkv_layout="heads three d")
 
         blocks = UNetBlocks(
             conv=conv3d,
+            norm=group_norm,
             res_block=res_block,
             attention=attention,
             downsample=lambda ch: Downsample(nn.Conv3d(ch, ch, 3, stride=(1, 2, 2), padding=1)),

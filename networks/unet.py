@@ -1,7 +1,8 @@
 """The improved-diffusion U-Net skeleton, once, for RaMViD, FDM and VDM.
 
 Each paper's network is this skeleton assembled from its own blocks (``UNetBlocks``): its convolution (3x3x3 on
-clips for RaMViD, 3x3 per frame for FDM and VDM), its attention block and its resamplers. The skeleton lays the blocks
+clips for RaMViD, 3x3 per frame for FDM and VDM), its norm (GroupNorm over each item of its feature batch: a whole
+clip for RaMViD, one frame for FDM and VDM), its residual and attention blocks and its resamplers. The skeleton lays the blocks
 out exactly as improved-diffusion does, so a released checkpoint's ``input_blocks.<i>.<j>`` / ``middle_block.<j>`` /
 ``output_blocks.<i>.<j>`` indices are ours too and an official layout is one table of renames inside the blocks
 (``networks.official``):
@@ -26,14 +27,23 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from networks.blocks import BlockSequence, ConvFactory, OutputHead, TimeEmbedding, UNetContext, check_image_size
+from networks.blocks import (
+    BlockSequence,
+    ConvFactory,
+    NormFactory,
+    OutputHead,
+    TimeEmbedding,
+    UNetContext,
+    check_image_size,
+)
 
 
 @dataclass(frozen=True)
 class UNetBlocks:
     """What a paper supplies to the skeleton."""
 
-    conv: ConvFactory  # (in, out, kernel_size=3): the input, output and residual-block convolutions
+    conv: ConvFactory  # (in, out, kernel_size=3): the input and output convolutions
+    norm: NormFactory  # channels -> the output head's norm
     res_block: Callable[[int, int], nn.Module]  # (in, out) -> a ContextBlock
     attention: Callable[[int, bool], nn.Module]  # (channels, in_decoder) -> an attention block
     downsample: Callable[[int], nn.Module]
@@ -106,7 +116,7 @@ class UNet(nn.Module):
                     resolution *= 2
                 self.output_blocks.append(BlockSequence(*layers))
 
-        self.out = OutputHead(ch, out_channels, blocks.conv)
+        self.out = OutputHead(ch, out_channels, blocks.conv, blocks.norm)
 
     def unet_features(self, h: Tensor, ctx: UNetContext) -> Tensor:
         """Input features -> output of the last convolution, in the paper's feature layout."""

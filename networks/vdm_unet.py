@@ -235,13 +235,14 @@ class VDMUNet(UNet):
             num_heads_for(mult * config.model_channels, config.attention_head_dim)
 
         def res_block(cin: int, cout: int) -> ResBlock:
-            return ResBlock(cin, emb, cout, conv2d, config.dropout, config.use_scale_shift_norm)
+            return ResBlock(cin, emb, cout, conv2d, group_norm, config.dropout, config.use_scale_shift_norm)
 
         def attention(ch: int, in_decoder: bool) -> SpaceTimeAttention:
             return SpaceTimeAttention(ch, config.attention_head_dim, config.max_relative_distance)
 
         blocks = UNetBlocks(
             conv=conv2d,
+            norm=group_norm,
             res_block=res_block,
             attention=attention,
             downsample=lambda ch: Downsample(conv2d(ch, ch, stride=2)),
