@@ -21,7 +21,7 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/vdiff fit --config $(CONFIG) --trainer.default_root_dir $(RUN_DIR)
 	$(BIN)/vdiff test --config $(CONFIG) --trainer.default_root_dir $(RUN_DIR) --ckpt_path last
-	$(BIN)/vdiff predict --config $(CONFIG) --trainer.default_root_dir $(RUN_DIR) --ckpt_path last --model.init_args.predict_length 16
+	$(BIN)/vdiff predict --config $(CONFIG) --trainer.default_root_dir $(RUN_DIR) --ckpt_path last --model.init_args.task.video_length 16
 	@echo
 	@echo "Run folder:   $(RUN_DIR)"
 	@echo "Metrics:      $(RUN_DIR)/metrics_test.json"

@@ -56,6 +56,9 @@ def run(args: list[str] | None = None) -> VideoDiffusionCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
+        # Each method takes its optimiser and scheduler as init arguments (model.init_args.optimizer / lr_scheduler),
+        # applied to the trained network only; LightningCLI's top-level --optimizer would bypass that.
+        auto_configure_optimizers=False,
         args=args,
     )
 

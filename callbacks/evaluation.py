@@ -32,7 +32,7 @@ class PeriodicEvaluation(pl.Callback):
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._active(trainer) and self.evaluation is None:
-            self.evaluation = VideoEvaluation(self.protocol, pl_module.num_frames).to(pl_module.device)
+            self.evaluation = VideoEvaluation(self.protocol, pl_module.video_length).to(pl_module.device)
 
     def on_validation_batch_end(
         self,

@@ -62,13 +62,18 @@ class Denoiser:
         t: Tensor | None = None,
         noise: Tensor | None = None,
         loss_type: LossType = "mse",
+        *,
+        loss_frames: Tensor | None = None,
+        average_over_slots: bool = False,
         **cond,
     ) -> Tensor:
         """The denoising loss on latent frames only.
 
-        Draw t and eps, form z_t = alpha_t x0 + sigma_t eps on latent frames while observed frames stay clean, and
-        regress the network output on its target. Each example's error is averaged over its latent frames (padding and
-        observed frames count for nothing), then over the examples that have latent frames.
+        Draw t and eps, form z_t = alpha_t x0 + sigma_t eps where frames are not observed (observed frames stay
+        clean), and regress the network output on its target over ``loss_frames`` (B, T) (default: the latent
+        frames). Each example's error is averaged over its loss frames (padding and observed frames count for
+        nothing), then over the examples that have any; with ``average_over_slots`` it is divided by all T slots
+        instead (improved-diffusion's ``mean_flat`` with a mask, as FDM's released trainer does).
         """
         batch = x0.shape[0]
         t = self.schedule.sample_training_times(batch, x0.device) if t is None else t
@@ -79,7 +84,9 @@ class Denoiser:
         target = training_target(x0, noise, alpha, sigma, self.prediction)
         error = (output - target).abs() if loss_type == "l1" else (output - target) ** 2
         per_frame = error.flatten(2).mean(dim=2)  # (B, T)
-        latent = mask.latent.to(per_frame.dtype)
-        frames = latent.sum(dim=1)
-        per_video = (per_frame * latent).sum(dim=1) / frames.clamp(min=1)
+        counted = (mask.latent if loss_frames is None else loss_frames).to(per_frame.device, per_frame.dtype)
+        frames = counted.sum(dim=1)
+        if average_over_slots:
+            return ((per_frame * counted).sum(dim=1) / per_frame.shape[1]).mean()
+        per_video = (per_frame * counted).sum(dim=1) / frames.clamp(min=1)
         return per_video.sum() / (frames > 0).sum().clamp(min=1)

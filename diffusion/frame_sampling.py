@@ -6,8 +6,19 @@ Per example, K slots are filled with groups of frames of a video of length T:
 - the first group is latent; each later group is observed or latent with probability 1/2;
 - indices already taken are dropped from a new group; the first group whose remaining frames no longer fit the free
   slots ends the example (it is discarded).
-The slots left over are padding (neither observed nor latent). One model trained this way serves every sampling scheme
-(Autoreg, Long-range, Hierarchy-N, Adaptive) because any (observed, latent) split of at most K frames is in the support.
+The slots left over are padding. One model trained this way serves every sampling scheme (Autoreg, Long-range,
+Hierarchy-N, Adaptive) because any (observed, latent) split of at most K frames is in the support.
+
+What fills the padding slots (``fdm_training_slots``):
+- ``"random_frames"`` (the released code's default, ``pad_with_random_frames=True``): frames of ANOTHER video at
+  random positions. They are noised and count in the loss like latent frames, but the network sees them as padding
+  (its attention mask is observed | latent). Their observed / latent flags are read from the example's own mask at
+  those random positions, as the released ``prepare_training_batch`` does, so now and then a padding slot is flagged
+  observed (it then enters clean and stays out of the loss) or latent. The loss is averaged over all K slots.
+  Departure: the released trainer takes the padding frames from a second batch of the loader; here they come from
+  the next video of the same batch (no second batch is loaded), which for batch size 1 is the video itself.
+- ``"masked"``: the slots hold a copy of the last real frame, are neither observed nor latent, take no part in the
+  loss and are hidden from the real frames by the network; the loss is averaged over each example's latent frames.
 """
 
 from __future__ import annotations
@@ -102,6 +113,48 @@ def fdm_training_mask(
         observed[b, :n] = torch.tensor(flags)
         latent[b, :n] = ~torch.tensor(flags)
     return FrameMask(observed, latent, frame_indices).to(device or "cpu")
+
+
+PADDING = ("random_frames", "masked")
+
+
+@dataclass(frozen=True)
+class TrainingSlots:
+    """One training pass of K slots per example."""
+
+    mask: FrameMask  # what the network sees: observed / latent / padding (neither), absolute frame indices
+    source: Tensor  # (B, K) long: the video of the batch each slot's frame is taken from
+    loss_frames: Tensor  # (B, K) bool: the slots the loss counts
+    average_over_slots: bool  # the loss per example is divided by all K slots (released) or by its loss slots
+
+
+def fdm_training_slots(
+    batch_size: int,
+    video_length: int,
+    max_frames: int,
+    padding: str = "random_frames",
+    generator: torch.Generator | None = None,
+) -> TrainingSlots:
+    """The frames, flags and loss slots of one FDM training batch (see the module docstring for ``padding``)."""
+    if padding not in PADDING:
+        raise ValueError(f"padding: choose one of {PADDING}, got {padding!r}")
+    mask = fdm_training_mask(batch_size, video_length, max_frames, generator)
+    source = torch.arange(batch_size)[:, None].expand(batch_size, max_frames).clone()
+    if padding == "masked":
+        return TrainingSlots(mask, source, mask.latent.clone(), average_over_slots=False)
+    observed, latent, frame_indices = mask.observed.clone(), mask.latent.clone(), mask.frame_indices.clone()
+    for b in range(batch_size):
+        real = int((mask.observed[b] | mask.latent[b]).sum())
+        if real == max_frames:
+            continue
+        positions = torch.randint(0, video_length, (max_frames - real,), generator=generator)
+        in_own_mask = {int(i): (bool(o), bool(l)) for i, o, l in zip(frame_indices[b, :real], observed[b, :real], latent[b, :real])}
+        flags = [in_own_mask.get(int(p), (False, False)) for p in positions]
+        frame_indices[b, real:] = positions
+        observed[b, real:] = torch.tensor([o for o, _ in flags])
+        latent[b, real:] = torch.tensor([l for _, l in flags])
+        source[b, real:] = (b + 1) % batch_size
+    return TrainingSlots(FrameMask(observed, latent, frame_indices), source, ~observed, average_over_slots=True)
 
 
 def gather_frames(video: Tensor, frame_indices: Tensor) -> Tensor:

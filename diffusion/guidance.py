@@ -77,6 +77,8 @@ def _normal(x: Any) -> Any:
 def _noise(like: Tensor, generator: torch.Generator | None) -> Tensor:
     if generator is None:
         return torch.randn_like(like)
+    if hasattr(generator, "randn_like"):
+        return generator.randn_like(like)
     return torch.randn(like.shape, generator=generator, device=generator.device, dtype=like.dtype).to(like.device)
 
 

@@ -45,6 +45,8 @@ def randn_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Gaussian noise of x's shape, drawn from ``generator`` (which may live on another device)."""
     if generator is None:
         return torch.randn_like(x)
+    if hasattr(generator, "randn_like"):
+        return generator.randn_like(x)
     return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
 
 
@@ -217,6 +219,7 @@ def sample(
     *,
     sampler: str = "ddim",
     steps: int | None = None,
+    grid: str = "uniform",
     generator: torch.Generator | None = None,
     extra_args: dict[str, Any] | None = None,
     progress: bool = False,
@@ -227,6 +230,9 @@ def sample(
     ``steps`` defaults to the schedule's full chain; ``options`` go to the sampler (eta for DDIM, gamma for DDPM).
     """
     sample_fn = get_sampler(sampler)
+    import inspect
+    accepted = inspect.signature(sample_fn).parameters
+    options = {k: v for k, v in options.items() if k in accepted}
     steps = denoiser.schedule.default_sampling_steps if steps is None else steps
     times = denoiser.schedule.sampling_times(steps, given.device)
     noise = randn_like(given, generator)

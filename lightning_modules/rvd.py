@@ -5,15 +5,14 @@ residual y_t = (x_t - mu_t) / sigma, whose denoiser is conditioned on the contex
 network. x_t = mu_t + sigma y_t.
 
 Training (the released code's algorithm): both RNNs start from a reset state for every video and are fed its
-ground-truth frames in order (teacher forcing); the first ``train_warmup`` frames (default ``num_given``) only warm
-them up. For the other
-frames, y_t is noised with one diffusion time per video shared by all its frames and the denoiser regresses epsilon
+ground-truth frames in order (teacher forcing); the first ``train_warmup`` frames (default ``task.num_given``) only
+warm them up. For the other frames, y_t is noised with one diffusion time per video shared by all its frames and the denoiser regresses epsilon
 under an L1 loss, through the core's ``Denoiser.loss`` with the warm-up frames marked observed (outside the loss).
 The loss trains all three networks end to end. Cosine schedule with 1600 steps.
 
 Sampling is an autoregressive rollout: after the given frames, for each new frame the RNNs advance on the previous
 frame, mu_t is predicted, a residual is sampled with the core's samplers on a one-frame clip (any sampler, any number
-of steps; DDIM with 50 by default, where the paper runs the full 1600-step chain) and x_t = clamp(mu_t + sigma y_t)
+of steps; by default the full 1600-step ancestral chain, as released) and x_t = clamp(mu_t + sigma y_t)
 is fed back. Only prediction from the first frames is possible: any other mask is an error naming ``task``.
 """
 
@@ -25,11 +24,14 @@ import torch
 from torch import Tensor
 from tqdm.auto import trange
 
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+
 from diffusion import Denoiser, FrameMask, observed_for_task, sample
 from diffusion.schedules import NoiseSchedule
-from lightning_modules.video_diffusion import VideoDiffusionModule
+from lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, SamplingConfig, TaskConfig
+from lightning_modules.network_configs import RVDNetwork, RVDNetworkConfig
+from lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
 from metrics.protocol import EvaluationProtocol
-from networks.rvd import RVDNetwork
 
 
 class ResidualDenoiser(Denoiser):
@@ -62,86 +64,58 @@ def prefix_length(mask: FrameMask) -> int:
 class RVD(VideoDiffusionModule):
     def __init__(
         self,
-        # data
-        num_frames: int = 20,
-        image_size: int = 64,
-        channels: int = 3,
-        # networks (released code at 64x64: base 48, denoiser/context (1, 2, 4, 8), predictor (1, 2, 2, 4))
-        model_channels: int = 48,
-        channel_mult: tuple[int, ...] = (1, 2, 4, 8),
-        predictor_mult: tuple[int, ...] = (1, 2, 2, 4),
-        attention: bool = True,
+        clip: ClipShape = ClipShape(num_frames=20, image_size=64, channels=3),
+        network: RVDNetworkConfig = RVDNetworkConfig(),
+        diffusion: DiffusionConfig = DiffusionConfig(schedule="cosine", steps=1600, prediction="eps"),
+        sampling: SamplingConfig = SamplingConfig(sampler="ddpm", steps=None),
+        task: TaskConfig = TaskConfig(task="prediction", num_given=4),
+        ema: EMAConfig = EMAConfig(decay=0.99, every_n_steps=5, start_step=2000, evaluate="raw"),
+        evaluation: EvaluationProtocol | None = None,
+        optimizer: OptimizerCallable = default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
         # residual y = (x - mu) / sigma; 1.0 = no scaling, as in the released code
         residual_scale: float = 1.0,
-        # diffusion
-        schedule: str = "cosine",
-        diffusion_steps: int = 1600,
-        prediction: str = "eps",
         loss_type: str = "l1",
-        # sampling and evaluation
-        sampler: str = "ddim",
-        sampling_steps: int | None = 50,
-        eta: float = 0.0,
-        task: str = "prediction",
-        num_given: int = 4,
+        # frames that only warm the RNNs up in training (null = task.num_given)
         train_warmup: int | None = None,
-        predict_length: int | None = None,
-        eval_seed: int = 0,
-        evaluation: EvaluationProtocol | None = None,
-        # optimisation (Adam 5e-5; EMA 0.99 every 5 steps in the released code ~ 0.998 every step)
-        lr: float = 5e-5,
-        weight_decay: float = 0.0,
-        ema_decay: float = 0.998,
     ):
-        if task != "prediction":
+        if task.task != "prediction":
             raise ValueError(
-                f"task: RVD only predicts the next frames from the first ones (task='prediction'); its RNNs cannot "
-                f"condition on later frames, so {task!r} is not possible"
+                f"task.task: RVD only predicts the next frames from the first ones ('prediction'); its RNNs cannot "
+                f"condition on later frames, so {task.task!r} is not possible"
             )
-        if not 1 <= num_given < num_frames:
+        if not 1 <= task.num_given < clip.num_frames:
             raise ValueError(
-                f"num_given: RVD needs 1 <= num_given < num_frames ({num_frames}) given frames, got {num_given}"
+                f"task.num_given: RVD needs 1 <= num_given < clip.num_frames ({clip.num_frames}), got {task.num_given}"
             )
-        if train_warmup is not None and not 1 <= train_warmup < num_frames:
+        if train_warmup is not None and not 1 <= train_warmup < clip.num_frames:
             raise ValueError(
-                f"train_warmup: must be in [1, num_frames) = [1, {num_frames}) or null, got {train_warmup}"
+                f"train_warmup: must be in [1, clip.num_frames) = [1, {clip.num_frames}) or null, got {train_warmup}"
             )
         if residual_scale <= 0:
             raise ValueError(f"residual_scale: must be > 0, got {residual_scale}")
         if loss_type not in ("l1", "mse"):
             raise ValueError(f"loss_type: choose 'l1' (the paper's) or 'mse', got {loss_type!r}")
-        network = RVDNetwork(
-            image_size=image_size,
-            channels=channels,
-            model_channels=model_channels,
-            channel_mult=channel_mult,
-            predictor_mult=predictor_mult,
-            attention=attention,
-        )
         super().__init__(
-            network,
-            num_frames=num_frames,
-            image_size=image_size,
-            channels=channels,
-            schedule=schedule,
-            diffusion_steps=diffusion_steps,
-            prediction=prediction,
-            sampler=sampler,
-            sampling_steps=sampling_steps,
-            eta=eta,
+            RVDNetwork(network, image_size=clip.image_size, channels=clip.channels),
+            clip=clip,
+            diffusion=diffusion,
+            sampling=sampling,
             task=task,
-            num_given=num_given,
-            predict_length=predict_length,
-            ema_decay=ema_decay,
-            lr=lr,
-            weight_decay=weight_decay,
-            eval_seed=eval_seed,
+            ema=ema,
             evaluation=evaluation,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
         )
-        self.save_hyperparameters()
+        self.save_method_hyperparameters()
         self.residual_scale, self.loss_type = residual_scale, loss_type
         # Frames that only warm the RNNs up in training (the released code: 2, while sampling is given 4).
-        self.train_warmup = train_warmup or num_given
+        self.train_warmup = train_warmup or task.num_given
+
+    @property
+    def frames_per_pass(self) -> int:
+        """The recurrent networks roll over a video of any length in one pass: no rollout scheme."""
+        return self.video_length
 
     # ------------------------------------------------------------------------------------------------ the residual
     def to_residual(self, frames: Tensor, mu: Tensor) -> Tensor:
@@ -152,9 +126,9 @@ class RVD(VideoDiffusionModule):
         """x = mu + sigma y (not clamped: the rollout clamps what it feeds back)."""
         return mu + self.residual_scale * residual
 
-    def denoiser(self, use_ema: bool = True) -> Denoiser:
-        network = self.ema.module if use_ema else self.network
-        return ResidualDenoiser(network, self.schedule, self.prediction, clip=2.0 / self.residual_scale)
+    def denoiser(self, use_ema: bool | None = None) -> Denoiser:
+        network = self.ema.module if self.uses_ema(use_ema) else self.network
+        return ResidualDenoiser(network, self.schedule, self.diffusion.prediction, clip=2.0 / self.residual_scale)
 
     # ------------------------------------------------------------------------------------------------------ training
     def warmup_mask(self, frame_indices: Tensor) -> FrameMask:
@@ -170,11 +144,6 @@ class RVD(VideoDiffusionModule):
         # One diffusion time per video (drawn inside the loss), eps target, observed (warm-up) frames excluded.
         return self.denoiser(use_ema=False).loss(residual, mask, loss_type=self.loss_type, context=context)
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self.training_loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["video"].shape[0])
-        return loss
-
     # ------------------------------------------------------------------------------------------------------ sampling
     @torch.no_grad()
     def rollout(
@@ -182,8 +151,8 @@ class RVD(VideoDiffusionModule):
         given: Tensor,
         num_given: int,
         *,
-        use_ema: bool = True,
-        generator: torch.Generator | None = None,
+        use_ema: bool | None = None,
+        generator: Any = None,
         progress: bool = False,
         steps: int | None = None,
         sampler: str | None = None,
@@ -191,13 +160,11 @@ class RVD(VideoDiffusionModule):
     ) -> Tensor:
         """Keep the first ``num_given`` frames of (B, T, C, H, W) ``given`` and generate the others in order.
 
-        ``mu_only`` returns the deterministic predictor alone (x_t = mu_t, no residual), for comparison.
+        ``steps`` / ``sampler`` override the sampling config (benchmarks); ``mu_only`` returns the deterministic
+        predictor alone (x_t = mu_t, no residual), for comparison.
         """
-        network = self.ema.module if use_ema else self.network
+        network = self.ema.module if self.uses_ema(use_ema) else self.network
         denoiser = self.denoiser(use_ema)
-        sampler = sampler or self.sampler
-        options = self.sampler_options() if sampler == self.sampler else {}
-        steps = self.sampling_steps if steps is None else steps
         video = given.clone()
         batch, frames = video.shape[:2]
         one_frame = FrameMask.from_observed(torch.zeros(batch, 1, dtype=torch.bool, device=video.device))
@@ -213,11 +180,12 @@ class RVD(VideoDiffusionModule):
                 denoiser,
                 torch.zeros_like(video[:, t : t + 1]),
                 one_frame,
-                sampler=sampler,
-                steps=steps,
+                sampler=sampler or self.sampling.sampler,
+                steps=self.sampling.steps if steps is None else steps,
+                grid=self.sampling.grid,
                 generator=generator,
                 extra_args={"context": [c[:, None] for c in context]},
-                **options,
+                **self.sampling.options(),
             )
             video[:, t] = self.from_residual(residual[:, 0], mu).clamp(-1, 1)
         return video
@@ -227,8 +195,8 @@ class RVD(VideoDiffusionModule):
         given: Tensor,
         mask: FrameMask,
         *,
-        use_ema: bool = True,
-        generator: torch.Generator | None = None,
+        use_ema: bool | None = None,
+        generator: Any = None,
         progress: bool = False,
         **cond: Any,
     ) -> Tensor:
@@ -239,14 +207,12 @@ class RVD(VideoDiffusionModule):
         return self.rollout(given, k, use_ema=use_ema, generator=generator, progress=progress)
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        """Roll each clip forward from its first ``num_given`` frames to ``predict_length`` frames (default: the
-        clip's length) in one pass: the RNN state carries over the whole video, with no windows."""
+        """Roll each clip forward from its first ``num_given`` frames to ``video_length`` frames in one pass: the RNN
+        state carries over the whole video, with no windows."""
         video = batch["video"]
-        length = self.predict_length or video.shape[1]
+        length, num_given = self.video_length, self.task.num_given
         long_video = video.new_zeros(video.shape[0], length, *video.shape[2:])
-        long_video[:, : self.num_given] = video[:, : self.num_given]
-        samples = self.rollout(
-            long_video, self.num_given, generator=self.eval_generator(batch, batch_idx), progress=True
-        )
-        observed = observed_for_task("prediction", length, self.num_given).expand(video.shape[0], length)
+        long_video[:, :num_given] = video[:, :num_given]
+        samples = self.rollout(long_video, num_given, generator=self.clip_noise(batch), progress=True)
+        observed = observed_for_task("prediction", length, num_given).expand(video.shape[0], length)
         return {"samples": samples, "video": video, "observed": observed.to(video.device), "index": batch.get("index")}

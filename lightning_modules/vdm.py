@@ -4,16 +4,16 @@ Training (Sec. 2-3): continuous time t ~ U[0, 1] on the cosine log-SNR schedule 
 + sigma_t eps, MSE on v (or eps) over every frame. With ``num_image_frames`` = n > 0 each clip is followed by n
 independent image frames (joint image-video training, Sec. 3.2): for each extra slot a random OTHER clip of the same
 batch and a random frame of it are drawn; the network receives ``segment_ids`` (clip slots 0, image slot k -> k) and
-masks its temporal attention so images stay independent. With ``num_classes`` (labels from the batch's "label") or
-``cond_dim`` (a precomputed vector per clip) the model is conditional and the condition is dropped with probability
+masks its temporal attention so images stay independent. With ``network.num_classes`` (labels from the batch's
+"label") or ``network.cond_dim`` (a precomputed vector per clip) the model is conditional and the condition is dropped with probability
 ``cond_drop_prob`` (classifier-free guidance, ``guidance_weight`` at sampling).
 
-Sampling: the ancestral sampler with variance interpolation ``gamma`` (``sampler: ddpm``), the predictor-corrector
-sampler (``predictor_corrector``, one Langevin step of size ``pc_delta``) or DDIM. Conditional generation is done by
-guidance of the unconditional model (Sec. 3.1): ``conditioning_method: replacement`` or ``reconstruction`` (weight
-``reconstruction_weight`` = w_r); temporal extension with any scheme of ``diffusion/schemes.py`` (``scheme``,
-``frames_per_stage``, ``predict_length``); spatial extension (``spatial_factor``): a video at ``image_size`` guided
-towards the batch's video at ``image_size / spatial_factor``.
+Sampling: any sampler of the core (``sampling``; the paper: predictor-corrector with gamma 0 and one Langevin step
+of size 0.1). Conditional generation is done by guidance of the unconditional model (Sec. 3.1):
+``conditioning_method: replacement`` or ``reconstruction`` (weight ``reconstruction_weight`` = w_r); temporal
+extension with any rollout scheme (``task.video_length`` > ``clip.num_frames``); spatial extension
+(``spatial_factor``): a video at ``clip.image_size`` guided towards the batch's video at
+``clip.image_size / spatial_factor``.
 
 Precomputed condition vectors (``cond_vectors``): a ``torch.save``d float tensor of shape (N, cond_dim) whose row i
 is the vector of data set item ``index`` = i, or a dict {"vectors": (M, cond_dim), "index": (M,) long} mapping data
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from diffusion import FrameMask, RandomFrameMasks, run_stages, sample
+from diffusion import FrameMask, RandomFrameMasks
 from diffusion.guidance import (
     ClassifierFreeGuidanceDenoiser,
     ReconstructionGuidedDenoiser,
@@ -37,10 +37,10 @@ from diffusion.guidance import (
     SpatialGuidedDenoiser,
     downsample_video,
 )
-from diffusion.schemes import get_scheme
-from lightning_modules.video_diffusion import VideoDiffusionModule
+from lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, RolloutConfig, SamplingConfig, TaskConfig
+from lightning_modules.network_configs import VDMUNet, VDMUNetConfig
+from lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
 from metrics.protocol import EvaluationProtocol
-from networks.vdm_unet import VDMUNet
 
 CONDITIONING_METHODS = ("replacement", "reconstruction", "direct")
 
@@ -90,125 +90,68 @@ class VDM(VideoDiffusionModule):
 
     def __init__(
         self,
-        # data
-        num_frames: int = 16,
-        image_size: int = 64,
-        channels: int = 3,
-        # network (factorized space-time U-Net)
-        model_channels: int = 128,
-        channel_mult: tuple[int, ...] = (1, 2, 3, 4),
-        num_res_blocks: int = 3,
-        attention_resolutions: tuple[int, ...] = (32, 16, 8),
-        attention_head_dim: int = 64,
-        dropout: float = 0.1,
-        max_relative_distance: int = 32,
-        frame_conditioning: bool = False,
-        # joint image-video training
+        clip: ClipShape = ClipShape(num_frames=16, image_size=64, channels=3),
+        network: VDMUNetConfig = VDMUNetConfig(),
+        diffusion: DiffusionConfig = DiffusionConfig(schedule="cosine_logsnr", prediction="v"),
+        sampling: SamplingConfig = SamplingConfig(sampler="predictor_corrector", steps=256, gamma=0.0),
+        task: TaskConfig = TaskConfig(task="prediction", num_given=1),
+        rollout: RolloutConfig = RolloutConfig(scheme="autoreg"),
+        ema: EMAConfig = EMAConfig(decay=0.999),
+        evaluation: EvaluationProtocol | None = None,
+        optimizer: OptimizerCallable = default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        # joint image-video training: independent image frames appended to every clip
         num_image_frames: int = 0,
-        # condition and classifier-free guidance
-        num_classes: int | None = None,
-        cond_dim: int | None = None,
+        # condition (network.num_classes / network.cond_dim) and classifier-free guidance
         cond_vectors: str | None = None,
         cond_drop_prob: float = 0.1,
         guidance_weight: float = 0.0,
-        # diffusion
-        schedule: str = "cosine_logsnr",
-        diffusion_steps: int = 1000,
-        prediction: str = "v",
-        # sampling
-        sampler: str = "ddpm",
-        sampling_steps: int | None = 128,
-        eta: float = 0.0,
-        gamma: float = 0.1,
-        pc_delta: float = 0.1,
+        # conditional generation from an unconditional model (Sec. 3.1) and spatial extension
         conditioning_method: str = "reconstruction",
         reconstruction_weight: float = 50.0,
-        # evaluation and extension
-        task: str = "prediction",
-        num_given: int = 1,
-        predict_length: int | None = None,
-        scheme: str = "autoreg",
-        frames_per_stage: int | None = None,
         spatial_factor: int | None = None,
-        eval_seed: int = 0,
-        evaluation: EvaluationProtocol | None = None,
-        # optimisation
-        lr: float = 3e-4,
-        weight_decay: float = 0.0,
-        ema_decay: float = 0.9999,
     ):
         check_vdm_fields(
-            schedule=schedule,
+            schedule=diffusion.schedule,
             num_image_frames=num_image_frames,
-            num_classes=num_classes,
-            cond_dim=cond_dim,
+            num_classes=network.num_classes,
+            cond_dim=network.cond_dim,
             cond_drop_prob=cond_drop_prob,
             guidance_weight=guidance_weight,
             conditioning_method=conditioning_method,
-            frame_conditioning=frame_conditioning,
+            frame_conditioning=network.frame_conditioning,
             reconstruction_weight=reconstruction_weight,
-            gamma=gamma,
-            pc_delta=pc_delta,
-            num_frames=num_frames,
-            frames_per_stage=frames_per_stage,
-            scheme=scheme,
             spatial_factor=spatial_factor,
-            image_size=image_size,
-        )
-        network = VDMUNet(
-            image_size=image_size,
-            in_channels=channels,
-            model_channels=model_channels,
-            channel_mult=channel_mult,
-            num_res_blocks=num_res_blocks,
-            attention_resolutions=attention_resolutions,
-            attention_head_dim=attention_head_dim,
-            dropout=dropout,
-            max_relative_distance=max_relative_distance,
-            num_classes=num_classes,
-            cond_dim=cond_dim,
-            frame_conditioning=frame_conditioning,
+            image_size=clip.image_size,
         )
         super().__init__(
-            network,
-            num_frames=num_frames,
-            image_size=image_size,
-            channels=channels,
-            schedule=schedule,
-            diffusion_steps=diffusion_steps,
-            prediction=prediction,
-            sampler=sampler,
-            sampling_steps=sampling_steps,
-            eta=eta,
+            VDMUNet(network, image_size=clip.image_size, channels=clip.channels),
+            clip=clip,
+            diffusion=diffusion,
+            sampling=sampling,
             task=task,
-            num_given=num_given,
-            predict_length=predict_length,
-            ema_decay=ema_decay,
-            lr=lr,
-            weight_decay=weight_decay,
-            eval_seed=eval_seed,
+            rollout=rollout,
+            ema=ema,
             evaluation=evaluation,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
         )
-        self.save_hyperparameters()
+        self.save_method_hyperparameters()
         self.num_image_frames = num_image_frames
-        self.num_classes, self.cond_dim, self.cond_drop_prob = num_classes, cond_dim, cond_drop_prob
-        self.guidance_weight, self.gamma, self.pc_delta = guidance_weight, gamma, pc_delta
+        self.num_classes, self.cond_dim = network.num_classes, network.cond_dim
+        self.cond_drop_prob, self.guidance_weight = cond_drop_prob, guidance_weight
         self.conditioning_method, self.reconstruction_weight = conditioning_method, reconstruction_weight
-        self.frame_conditioning = frame_conditioning
-        self.scheme, self.spatial_factor = scheme, spatial_factor
-        self.frames_per_stage = frames_per_stage or max(1, num_frames - num_given)
-        table = load_condition_vectors(cond_vectors, cond_dim) if cond_vectors and cond_dim else None
+        self.frame_conditioning, self.spatial_factor = network.frame_conditioning, spatial_factor
+        table = load_condition_vectors(cond_vectors, self.cond_dim) if cond_vectors and self.cond_dim else None
         self.register_buffer("cond_table", table, persistent=False)
         # A model trained with frame-conditioning channels learns from clean given frames (RaMViD's masks).
-        self.training_masks = RandomFrameMasks(p_uncond=0.25) if frame_conditioning else None
-        n_params = sum(p.numel() for p in self.network.parameters())
-        rank_zero_info(f"VDM factorized U-Net: {n_params:,} parameters ({n_params / 1e6:.2f}M)")
+        self.training_masks = RandomFrameMasks(p_uncond=0.25) if network.frame_conditioning else None
 
     # ------------------------------------------------------------------------------------------------- conditioning
     def conditioning(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         if self.num_classes is not None:
             if "label" not in batch:
-                raise ValueError("num_classes: the model is class-conditional but the batch has no 'label'")
+                raise ValueError("network.num_classes: the model is class-conditional but the batch has no 'label'")
             return {"label": batch["label"].long()}
         if self.cond_dim is not None:
             if "cond_vector" in batch:
@@ -232,122 +175,55 @@ class VDM(VideoDiffusionModule):
             )
         if self.num_classes is not None and getattr(datamodule, "num_classes", self.num_classes) != self.num_classes:
             raise ValueError(
-                f"num_classes: model.num_classes={self.num_classes} but the data module has "
-                f"{datamodule.num_classes} classes"
+                f"network.num_classes: {self.num_classes} but the data module has {datamodule.num_classes} classes"
             )
 
     # ----------------------------------------------------------------------------------------------------- training
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
         video = batch["video"]
         cond = self.conditioning(batch)
         if cond:
-            drop = torch.rand(video.shape[0], device=video.device) < self.cond_drop_prob
-            cond["drop_cond"] = drop
+            cond["drop_cond"] = torch.rand(video.shape[0], device=video.device) < self.cond_drop_prob
         x, frame_indices, segment_ids = joint_image_video_batch(video, batch["frame_indices"], self.num_image_frames)
         if self.training_masks is not None:
             mask = self.training_masks(frame_indices)
         else:
             mask = FrameMask.from_observed(torch.zeros_like(frame_indices, dtype=torch.bool), frame_indices)
         # MSE on every slot, clip frames and image frames alike.
-        loss = self.denoiser(use_ema=False).loss(x, mask, loss_type="mse", segment_ids=segment_ids, **cond)
-        self.log("train/loss", loss, prog_bar=True, batch_size=video.shape[0])
-        return loss
+        return self.denoiser(use_ema=False).loss(x, mask, loss_type="mse", segment_ids=segment_ids, **cond)
 
     # ----------------------------------------------------------------------------------------------------- sampling
-    def sampler_options(self) -> dict[str, Any]:
-        if self.sampler == "ddim":
-            return {"eta": self.eta}
-        if self.sampler == "ddpm":
-            return {"gamma": self.gamma}
-        if self.sampler == "predictor_corrector":
-            return {"gamma": self.gamma, "delta": self.pc_delta}
-        return {}
-
-    def guided_denoiser(
+    def sampling_denoiser(
         self,
         mask: FrameMask,
         *,
-        use_ema: bool = True,
-        generator: torch.Generator | None = None,
-        low_res: Tensor | None = None,
-        conditional: bool = False,
+        use_ema: bool | None = None,
+        generator: Any = None,
+        guidance: dict[str, Any] | None = None,
+        **cond: Any,
     ):
-        """The base denoiser wrapped for classifier-free guidance, frame guidance and spatial guidance."""
+        """The base denoiser wrapped for classifier-free guidance, frame guidance and spatial guidance
+        (``guidance={"low_res": video}``)."""
+        if self.guidance_weight > 0 and not cond:
+            raise ValueError("guidance_weight: classifier-free guidance needs a condition (label or vector) per clip")
         denoiser = self.denoiser(use_ema)
-        if conditional and self.guidance_weight > 0:
+        if cond and self.guidance_weight > 0:
             denoiser = ClassifierFreeGuidanceDenoiser(denoiser, self.guidance_weight)
         if mask.observed.any() and self.conditioning_method != "direct":
             if self.conditioning_method == "replacement":
                 denoiser = ReplacementDenoiser(denoiser, generator)
             else:
                 denoiser = ReconstructionGuidedDenoiser(denoiser, self.reconstruction_weight, generator)
+        low_res = (guidance or {}).get("low_res")
         if low_res is not None:
             denoiser = SpatialGuidedDenoiser(denoiser, low_res, self.reconstruction_weight, self.spatial_factor)
         return denoiser
 
-    def sample(
-        self,
-        given: Tensor,
-        mask: FrameMask,
-        *,
-        use_ema: bool = True,
-        generator: torch.Generator | None = None,
-        progress: bool = False,
-        low_res: Tensor | None = None,
-        **cond: Any,
-    ) -> Tensor:
-        """Generate the latent frames of ``mask`` given the observed frames of ``given``, by guidance."""
-        if self.guidance_weight > 0 and not cond:
-            raise ValueError("guidance_weight: classifier-free guidance needs a condition (label or vector) per clip")
-        denoiser = self.guided_denoiser(
-            mask.to(given.device), use_ema=use_ema, generator=generator, low_res=low_res, conditional=bool(cond)
-        )
-        return sample(
-            denoiser,
-            given,
-            mask,
-            sampler=self.sampler,
-            steps=self.sampling_steps,
-            generator=generator,
-            extra_args=cond,
-            progress=progress,
-            **self.sampler_options(),
-        )
-
     # ------------------------------------------------------------------------------------------------------ predict
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         if self.spatial_factor:
             return self.spatial_extension(batch, batch_idx)
-        length = self.predict_length or self.num_frames
-        if length == self.num_frames:
-            return super().predict_step(batch, batch_idx)
-        return self.temporal_extension(batch, batch_idx, length)
-
-    def temporal_extension(self, batch: dict[str, Tensor], batch_idx: int, length: int) -> dict[str, Tensor]:
-        """A ``length``-frame video from the first ``num_given`` frames, stage by stage with ``scheme``."""
-        video = batch["video"]
-        generator = self.eval_generator(batch, batch_idx)
-        cond = self.conditioning(batch)
-        stages = get_scheme(self.scheme)(length, self.num_frames, self.frames_per_stage, self.num_given)
-        long_video = torch.zeros(video.shape[0], length, *video.shape[2:], dtype=video.dtype)
-        long_video[:, : self.num_given] = video[:, : self.num_given].cpu()
-        options: dict[str, Any] = {}
-        if any(getattr(stage, "adaptive", False) for stage in stages):
-            from diffusion.schemes import pixel_embedding  # adaptive schemes choose observed frames by distance
-
-            options = {"known": range(self.num_given), "embed": pixel_embedding}
-        samples = run_stages(
-            long_video,
-            stages,
-            lambda given, mask: self.sample(given, mask, generator=generator, **cond),
-            self.num_frames,
-            self.device,
-            self.contiguous_frames_only,
-            **options,
-        )
-        observed = torch.zeros(video.shape[0], length, dtype=torch.bool)
-        observed[:, : self.num_given] = True
-        return {"samples": samples, "video": video, "observed": observed, "index": batch.get("index")}
+        return super().predict_step(batch, batch_idx)
 
     def spatial_extension(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """Upsample the batch's video by ``spatial_factor`` with spatial reconstruction guidance.
@@ -355,27 +231,27 @@ class VDM(VideoDiffusionModule):
         A batch at ``image_size`` is first downsampled (its original is the ground truth of the grid); a batch at
         ``image_size / spatial_factor`` is used as the low-resolution input directly.
         """
-        video = batch["video"]
+        video, size = batch["video"], self.clip.image_size
         factor = self.spatial_factor
-        if video.shape[-1] == self.image_size:
+        if video.shape[-1] == size:
             low_res, truth = downsample_video(video, factor), video
-        elif video.shape[-1] * factor == self.image_size:
+        elif video.shape[-1] * factor == size:
             low_res = video
             truth = low_res.repeat_interleave(factor, -1).repeat_interleave(factor, -2)
         else:
             raise ValueError(
-                f"spatial_factor: frames of {video.shape[-1]}px are neither image_size={self.image_size} nor "
-                f"image_size / spatial_factor = {self.image_size // factor}"
+                f"spatial_factor: frames of {video.shape[-1]}px are neither clip.image_size={size} nor "
+                f"clip.image_size / spatial_factor = {size // factor}"
             )
         b, t = video.shape[:2]
         mask = FrameMask.from_observed(torch.zeros(b, t, dtype=torch.bool, device=video.device), batch["frame_indices"])
-        shape = torch.zeros(b, t, self.channels, self.image_size, self.image_size, device=video.device)
-        samples = self.sample(
+        shape = torch.zeros(b, t, self.clip.channels, size, size, device=video.device)
+        samples = self.sample_pass(
             shape,
             mask,
-            generator=self.eval_generator(batch, batch_idx),
-            low_res=low_res,
+            generator=self.clip_noise(batch),
             progress=True,
+            guidance={"low_res": low_res},
             **self.conditioning(batch),
         )
         return {"samples": samples, "video": truth, "observed": mask.observed, "index": batch.get("index"),
@@ -393,17 +269,12 @@ def check_vdm_fields(
     conditioning_method: str,
     frame_conditioning: bool,
     reconstruction_weight: float,
-    gamma: float,
-    pc_delta: float,
-    num_frames: int,
-    frames_per_stage: int | None,
-    scheme: str,
     spatial_factor: int | None,
     image_size: int,
 ) -> None:
     """Stop on a bad VDM config before anything is built, naming the field."""
     if schedule != "cosine_logsnr":
-        raise ValueError(f"schedule: VDM is a continuous-time model on 'cosine_logsnr', got {schedule!r}")
+        raise ValueError(f"diffusion.schedule: VDM is a continuous-time model on 'cosine_logsnr', got {schedule!r}")
     if num_image_frames < 0:
         raise ValueError(f"num_image_frames: must be >= 0 (the paper uses 0, 4 or 8), got {num_image_frames}")
     if num_image_frames and (num_classes is not None or cond_dim is not None):
@@ -412,7 +283,7 @@ def check_vdm_fields(
             "extra images come from other clips); set num_image_frames: 0 with num_classes / cond_dim"
         )
     if num_classes is not None and cond_dim is not None:
-        raise ValueError("num_classes, cond_dim: condition on a class label or on a vector, not both")
+        raise ValueError("network.num_classes, network.cond_dim: condition on a class label or on a vector, not both")
     if not 0.0 <= cond_drop_prob <= 1.0:
         raise ValueError(f"cond_drop_prob: must be in [0, 1], got {cond_drop_prob}")
     if guidance_weight < 0:
@@ -436,13 +307,6 @@ def check_vdm_fields(
         )
     if reconstruction_weight < 0:
         raise ValueError(f"reconstruction_weight: must be >= 0, got {reconstruction_weight}")
-    if not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"gamma: the variance interpolation must be in [0, 1], got {gamma}")
-    if pc_delta <= 0:
-        raise ValueError(f"pc_delta: the Langevin step size must be > 0, got {pc_delta}")
-    get_scheme(scheme)
-    if frames_per_stage is not None and not 1 <= frames_per_stage < num_frames:
-        raise ValueError(f"frames_per_stage: must be in [1, num_frames) = [1, {num_frames}), got {frames_per_stage}")
     if spatial_factor is not None:
         if spatial_factor < 2 or image_size % spatial_factor:
             raise ValueError(

@@ -1,37 +1,40 @@
 """What every method's LightningModule shares: EMA weights, sampling through the core, evaluation and predict.
 
 A method subclasses ``VideoDiffusionModule``, builds its network (a plain ``nn.Module`` from ``networks/``), passes it
-to ``__init__`` and writes ``training_step`` as its paper's training algorithm. Sampling, validation and test metrics,
-the copy-last-frame baseline, long-video rollout and checkpointed EMA come from here.
+with the configuration groups (``lightning_modules.groups``) to ``__init__`` and writes ``training_loss`` as its
+paper's training algorithm. Sampling (one pass, or a long video stage by stage with a rollout scheme), validation and
+test metrics, the copy-last-frame baseline, per-clip seeded noise, the optimiser and the checkpointed EMA come from
+here.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
+import inspect
+from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from diffusion import (
-    Denoiser,
-    FrameMask,
-    autoregressive,
-    build_schedule,
-    get_sampler,
-    observed_for_task,
-    run_stages,
-    sample,
-    task_mask,
+from diffusion import Denoiser, FrameMask, build_schedule, build_stages, check_scheme_supported, run_stages, sample
+from diffusion.masks import task_mask
+from diffusion.noise import NoiseSource
+from diffusion.schemes import Embedder, Stage, check_scheme_arguments, pixel_embedding
+from lightning_modules.ema import EMA
+from lightning_modules.groups import (
+    ClipShape,
+    DiffusionConfig,
+    EMAConfig,
+    RolloutConfig,
+    SamplingConfig,
+    TaskConfig,
 )
-from diffusion.parameterization import check_prediction
 from metrics.protocol import EvaluationProtocol, VideoEvaluation
+from metrics.report import run_dir, write_json
 
 
 def frame_metrics(prefix: str) -> MetricCollection:
@@ -50,6 +53,18 @@ def latent_frames(video: Tensor, mask: FrameMask) -> Tensor:
     return ((video[mask.latent] + 1) / 2).clamp(0, 1)
 
 
+def cut_to_length(batch: dict[str, Any], length: int) -> dict[str, Any]:
+    """The batch's per-frame tensors (B, T, ...) cut to their first ``length`` frames."""
+    frames = batch["video"].shape[1]
+    if frames == length:
+        return batch
+    return {k: v[:, :length] if isinstance(v, Tensor) and v.ndim >= 2 and v.shape[1] == frames else v for k, v in batch.items()}
+
+
+def default_optimizer(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=1e-4)
+
+
 class VideoDiffusionModule(pl.LightningModule):
     # Networks built on 3D convolutions assume evenly spaced, contiguous frames; they refuse other stages.
     contiguous_frames_only: bool = False
@@ -58,89 +73,217 @@ class VideoDiffusionModule(pl.LightningModule):
         self,
         network: nn.Module,
         *,
-        num_frames: int,
-        image_size: int,
-        channels: int,
-        schedule: str,
-        diffusion_steps: int,
-        prediction: str,
-        sampler: str,
-        sampling_steps: int | None,
-        eta: float,
-        task: str,
-        num_given: int,
-        predict_length: int | None,
-        ema_decay: float,
-        lr: float,
-        weight_decay: float,
-        eval_seed: int,
-        evaluation: EvaluationProtocol | None,
+        clip: ClipShape,
+        diffusion: DiffusionConfig,
+        sampling: SamplingConfig,
+        task: TaskConfig,
+        rollout: RolloutConfig | None = None,
+        ema: EMAConfig,
+        evaluation: EvaluationProtocol | None = None,
+        optimizer: OptimizerCallable = default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
     ):
         super().__init__()
-        check_prediction(prediction)
-        get_sampler(sampler)
-        observed_for_task(task, num_frames, num_given)
-        if predict_length is not None and predict_length < num_frames:
-            raise ValueError(f"predict_length: must be >= num_frames ({num_frames}), got {predict_length}")
-        if predict_length is not None and predict_length > num_frames and task != "prediction":
-            raise ValueError(f"predict_length: rolling a video forward needs task='prediction', got task={task!r}")
-        if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"ema_decay: must be in [0, 1), got {ema_decay}")
-        self.network = network
-        self.ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
-        self.ema.requires_grad_(False)
-        self.schedule = build_schedule(schedule, diffusion_steps)
-        self.prediction = prediction
-        self.num_frames, self.image_size, self.channels = num_frames, image_size, channels
-        self.sampler, self.sampling_steps, self.eta = sampler, sampling_steps, eta
-        self.task, self.num_given, self.predict_length = task, num_given, predict_length
-        self.lr, self.weight_decay, self.eval_seed = lr, weight_decay, eval_seed
+        self.clip, self.diffusion, self.sampling, self.task = clip, diffusion, sampling, task
+        self.rollout_config = rollout or RolloutConfig()
+        self.ema_config = ema
         self.evaluation = evaluation or EvaluationProtocol()
+        self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
+        self.schedule = build_schedule(diffusion.schedule, diffusion.steps)
+        if sampling.steps is not None and self.schedule.discrete and sampling.steps > diffusion.steps:
+            raise ValueError(f"sampling.steps: at most diffusion.steps={diffusion.steps}, got {sampling.steps}")
+        self.check_rollout()
+        self.network = network
+        self.ema = EMA(network, ema)
         self.val_metrics = frame_metrics("val/")
         self.test_evaluation: VideoEvaluation | None = None
+        self.checkpoint_info: dict[str, Any] = {}
+        self._embedder: Embedder | None = None
+
+    # ------------------------------------------------------------------------------------------------ configuration
+    def save_method_hyperparameters(self) -> None:
+        """``save_hyperparameters`` of the calling method's ``__init__``. Under LightningCLI they are the parsed config
+        (plain values, the optimiser as class_path/init_args); built in Python, the optimiser and scheduler
+        callables are left out, so that checkpoints stay loadable with weights_only=True."""
+        self.save_hyperparameters(frame=inspect.currentframe().f_back)
+        for hparams in (self.hparams, self._hparams_initial):
+            for name in ("optimizer", "lr_scheduler"):
+                if callable(hparams.get(name)):
+                    del hparams[name]
+
+    @property
+    def video_length(self) -> int:
+        """Frames of the videos that validation, test and predict generate."""
+        return self.task.video_length or self.clip.num_frames
+
+    @property
+    def frames_per_pass(self) -> int:
+        return self.rollout_config.pass_frames(self.clip.num_frames)
+
+    def check_rollout(self) -> None:
+        """Stop at construction on task / rollout settings that could only fail after training."""
+        self.task.check(self.clip.num_frames)
+        check_scheme_supported(self.rollout_config.scheme, self.contiguous_frames_only)
+        if self.video_length > self.frames_per_pass:
+            self.stages(self.video_length, self.task.num_given)
+
+    def stages(self, video_length: int, num_given: int) -> list[Stage]:
+        pass_frames = self.frames_per_pass
+        stage_frames = self.rollout_config.stage_frames(self.clip.num_frames, num_given)
+        try:
+            check_scheme_arguments(video_length, pass_frames, stage_frames, num_given)
+        except ValueError as error:
+            raise ValueError(f"rollout.{error}") from None
+        return build_stages(self.rollout_config.scheme, video_length, pass_frames, stage_frames, num_given)
 
     # ----------------------------------------------------------------------------------------------- the core's view
-    def denoiser(self, use_ema: bool = True) -> Denoiser:
-        return Denoiser(self.ema.module if use_ema else self.network, self.schedule, self.prediction)
+    def uses_ema(self, use_ema: bool | None) -> bool:
+        return self.ema_config.evaluate == "ema" if use_ema is None else use_ema
 
-    def sampler_options(self) -> dict[str, Any]:
-        return {"eta": self.eta} if self.sampler == "ddim" else {}
+    def denoiser(self, use_ema: bool | None = None) -> Denoiser:
+        """The denoiser over the EMA (default: as ``ema.evaluate`` says) or the raw weights."""
+        network = self.ema.module if self.uses_ema(use_ema) else self.network
+        return Denoiser(network, self.schedule, self.diffusion.prediction)
+
+    def sampling_denoiser(
+        self, mask: FrameMask, *, use_ema: bool | None = None, generator: Any = None, guidance: dict[str, Any] | None = None, **cond: Any
+    ) -> Callable[..., Tensor]:
+        """The denoiser the samplers run for ``mask``; methods wrap it (VDM: guidance, with ``guidance`` inputs such as
+        a low-resolution video that are not network conditioning)."""
+        if guidance:
+            raise ValueError(f"{type(self).__name__} takes no guidance inputs, got {sorted(guidance)}")
+        return self.denoiser(use_ema)
+
+    def sample_pass(
+        self,
+        given: Tensor,
+        mask: FrameMask,
+        *,
+        use_ema: bool | None = None,
+        generator: Any = None,
+        progress: bool = False,
+        guidance: dict[str, Any] | None = None,
+        **cond: Any,
+    ) -> Tensor:
+        """One sampling pass: the latent frames of ``mask`` given the observed frames of ``given`` (B, T, C, H, W)."""
+        mask = mask.to(given.device)
+        return sample(
+            self.sampling_denoiser(mask, use_ema=use_ema, generator=generator, guidance=guidance, **cond),
+            given,
+            mask,
+            sampler=self.sampling.sampler,
+            steps=self.sampling.steps,
+            grid=self.sampling.grid,
+            generator=generator,
+            extra_args=cond,
+            progress=progress,
+            **self.sampling.options(),
+        )
 
     def sample(
         self,
         given: Tensor,
         mask: FrameMask,
         *,
-        use_ema: bool = True,
-        generator: torch.Generator | None = None,
+        use_ema: bool | None = None,
+        generator: Any = None,
         progress: bool = False,
         **cond: Any,
     ) -> Tensor:
-        """Generate the latent frames of ``mask`` given the observed frames of ``given`` (B, T, C, H, W)."""
-        return sample(
-            self.denoiser(use_ema),
-            given,
-            mask,
-            sampler=self.sampler,
-            steps=self.sampling_steps,
-            generator=generator,
-            extra_args=cond,
-            progress=progress,
-            **self.sampler_options(),
+        """Generate the latent frames of ``mask`` given the observed frames of ``given`` (B, T, C, H, W).
+
+        Clips of at most ``frames_per_pass`` frames take one pass; longer videos are generated with the rollout
+        scheme, which needs a prefix mask (the first frames given, all others generated)."""
+        length = given.shape[1]
+        if length <= self.frames_per_pass:
+            return self.sample_pass(given, mask, use_ema=use_ema, generator=generator, progress=progress, **cond)
+        num_given = int(mask.observed[0].sum())
+        prefix = torch.arange(length, device=mask.observed.device) < num_given
+        if not (mask.observed == prefix).all() or not (mask.latent == ~prefix).all():
+            raise ValueError(
+                f"task: videos longer than rollout.frames_per_pass={self.frames_per_pass} are generated stage by stage, "
+                "which needs the first num_given frames given and all others generated (task: prediction)"
+            )
+        out = self.sample_long(given, num_given, use_ema=use_ema, generator=generator, progress=progress, **cond)
+        return out.to(given.device, given.dtype)
+
+    def sample_long(
+        self,
+        video: Tensor,
+        num_given: int,
+        *,
+        use_ema: bool | None = None,
+        generator: Any = None,
+        progress: bool = False,
+        callback: Callable[[int, Stage, list[tuple[int, ...]]], None] | None = None,
+        **cond: Any,
+    ) -> Tensor:
+        """Frames num_given.. of ``video`` (B, T, C, H, W) generated with the rollout scheme. The video stays on the
+        CPU; only a stage's frames go to the accelerator."""
+        stages = self.stages(video.shape[1], num_given)
+        embed = self.frame_embedder() if any(stage.adaptive for stage in stages) else None
+        out = video.detach().to("cpu", torch.float32).clone()
+        out[:, num_given:] = 0
+        if progress:
+            rank_zero_info(f"{type(self).__name__}: {self.rollout_config.scheme} over {video.shape[1]} frames, {len(stages)} stages")
+
+        def one_pass(given: Tensor, mask: FrameMask) -> Tensor:
+            return self.sample_pass(given, mask, use_ema=use_ema, generator=generator, **cond)
+
+        return run_stages(
+            out,
+            stages,
+            one_pass,
+            self.frames_per_pass,
+            self.device,
+            self.contiguous_frames_only,
+            known=range(num_given),
+            embed=embed,
+            callback=callback,
         )
+
+    def frame_embedder(self) -> Embedder:
+        """The frame distance of adaptive schemes (``rollout.adaptive_distance``)."""
+        if self._embedder is None:
+            if self.rollout_config.adaptive_distance == "pixel":
+                self._embedder = pixel_embedding
+            else:
+                from metrics.lpips import lpips_embedding
+
+                try:
+                    self._embedder = lpips_embedding(
+                        self.evaluation.lpips_alexnet_path, self.evaluation.lpips_linear_path
+                    )
+                except FileNotFoundError as missing:
+                    raise FileNotFoundError(
+                        f"rollout.adaptive_distance: 'lpips' needs the LPIPS weight files ({missing}); set "
+                        "rollout.adaptive_distance: pixel to choose frames by pixel distance instead"
+                    ) from missing
+        return self._embedder
+
+    def clip_noise(self, batch: dict[str, Tensor], sample_number: int = 0, repeats: int = 1) -> NoiseSource:
+        """Noise streams for the rows of an evaluation batch, one per (clip, sample): seeded by (sampling.seed, the
+        clip's data set index, sample number), so the numbers do not depend on batching or on the number of
+        processes. ``repeats`` > 1 gives rows (clip b, sample n) for n in [sample_number, sample_number + repeats),
+        clip-major, as ``sample_many`` lays them out."""
+        if "index" not in batch:
+            raise KeyError("evaluation needs the data set index of every clip: the batch has no 'index'")
+        indices = batch["index"].reshape(-1).long().tolist()
+        rows = [(index, sample_number + n) for index in indices for n in range(repeats)]
+        return NoiseSource.for_clips(self.sampling.seed, rows, device=self.device)
 
     def sample_many(
         self,
         given: Tensor,
         mask: FrameMask,
         num_samples: int,
+        noise: NoiseSource,
         *,
-        generator: torch.Generator | None = None,
         progress: bool = False,
         **cond: Any,
     ) -> Tensor:
         """``num_samples`` samples per video, (N, B, T, C, H, W), drawn in passes of at most
-        ``evaluation.sample_batch_size`` clips."""
+        ``evaluation.sample_batch_size`` clips; row (b, n) takes its own noise stream from ``noise``."""
         batch = given.shape[0]
         given_n = given.repeat_interleave(num_samples, 0)
         mask_n = mask.repeat(num_samples)
@@ -150,7 +293,7 @@ class VideoDiffusionModule(pl.LightningModule):
             self.sample(
                 given_n[i : i + chunk],
                 mask_n[i : i + chunk],
-                generator=generator,
+                generator=noise[i : i + chunk],
                 progress=progress,
                 **{k: v[i : i + chunk] for k, v in cond_n.items()},
             )
@@ -160,142 +303,173 @@ class VideoDiffusionModule(pl.LightningModule):
 
     def eval_mask(self, batch: dict[str, Tensor]) -> FrameMask:
         video = batch["video"]
-        return task_mask(self.task, video.shape[0], video.shape[1], self.num_given, batch["frame_indices"])
+        return task_mask(self.task.task, video.shape[0], video.shape[1], self.task.num_given, batch["frame_indices"])
 
-    def eval_generator(self, batch: dict[str, Tensor], batch_idx: int) -> torch.Generator:
-        """A fixed seed per batch, keyed by the first video's data set index, so reruns give the same numbers."""
-        first = int(batch["index"][0]) if "index" in batch else batch_idx
-        return torch.Generator(self.device).manual_seed(self.eval_seed * 1_000_003 + first)
+    def eval_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The batch cut to ``video_length`` frames; shorter clips cannot be scored."""
+        frames = batch["video"].shape[1]
+        if frames < self.video_length:
+            raise ValueError(
+                f"task.video_length: evaluation generates {self.video_length} frames but the data clips have {frames}; "
+                "make the data module's evaluation clips at least that long or lower task.video_length"
+            )
+        return cut_to_length(batch, self.video_length)
 
     def conditioning(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Extra network inputs taken from the batch (class labels, ...); none by default."""
         return {}
 
     # ------------------------------------------------------------------------------------------------------ training
+    def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """The paper's training objective on one batch."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self.training_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["video"].shape[0])
+        return loss
+
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         # The EMA moves with every optimiser step, inside the step, so that a checkpoint written at the end of a
         # batch (callbacks run before the module's batch-end hook) already holds that step's average.
         super().optimizer_step(*args, **kwargs)
-        self.ema.update_parameters(self.network)
+        self.ema.update(self.network)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.network.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+    def configure_optimizers(self) -> Any:
+        """The injected optimiser over the trained network's parameters (the EMA copy is not trained); the
+        scheduler, if any, steps every optimiser step."""
+        optimizer = self.optimizer_factory(self.network.parameters())
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = self.lr_scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def setup(self, stage: str) -> None:
         self.check_data_matches()
+        n_params = sum(p.numel() for p in self.network.parameters())
+        rank_zero_info(f"{type(self).__name__} network: {n_params / 1e6:.2f}M parameters")
+
+    def data_fields_to_match(self) -> tuple[str, ...]:
+        return ("num_frames", "image_size", "channels")
 
     def check_data_matches(self) -> None:
         """Stop before training when the data module yields clips the network was not built for."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        for field in ("num_frames", "image_size", "channels"):
-            expected, actual = getattr(self, field), getattr(datamodule, field, None)
+        for field in self.data_fields_to_match():
+            expected, actual = getattr(self.clip, field), getattr(datamodule, field, None)
             if actual is not None and actual != expected:
                 raise ValueError(
-                    f"{field}: the model is configured with model.{field}={expected} but the data module yields "
+                    f"clip.{field}: the model is configured with clip.{field}={expected} but the data module yields "
                     f"data.{field}={actual}; set both to the same value"
                 )
-        n_params = sum(p.numel() for p in self.network.parameters())
-        rank_zero_info(f"{type(self).__name__} network: {n_params / 1e6:.2f}M parameters")
 
     # ---------------------------------------------------------------------------------------------------- evaluation
-    def _sample_batch(self, batch: dict[str, Tensor], batch_idx: int) -> tuple[Tensor, FrameMask]:
-        mask = self.eval_mask(batch)
-        samples = self.sample(
-            batch["video"], mask, generator=self.eval_generator(batch, batch_idx), **self.conditioning(batch)
-        )
-        return samples, mask
-
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
-        samples, mask = self._sample_batch(batch, batch_idx)
+        batch = self.eval_batch(batch)
+        mask = self.eval_mask(batch)
+        samples = self.sample(batch["video"], mask, generator=self.clip_noise(batch), **self.conditioning(batch))
         self.val_metrics.update(latent_frames(samples, mask), latent_frames(batch["video"], mask))
         self.log_dict(self.val_metrics, prog_bar=True, batch_size=batch["video"].shape[0])
         # Returned for callbacks (periodic FVD, video logging) so that nothing is sampled twice.
-        return {"samples": samples, "mask": mask}
+        return {"samples": samples, "mask": mask, "video": batch["video"]}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.checkpoint_info = {"global_step": checkpoint.get("global_step"), "epoch": checkpoint.get("epoch")}
 
     def on_test_start(self) -> None:
-        # Test clips may be longer than training clips (data.eval_num_frames); FVD's minimum length is checked
-        # against the clips actually evaluated.
-        datamodule = getattr(self.trainer, "datamodule", None)
-        frames = getattr(datamodule, "eval_num_frames", None) or getattr(datamodule, "num_frames", None)
-        self.test_evaluation = VideoEvaluation(self.evaluation, frames or self.num_frames).to(self.device)
+        self.test_evaluation = VideoEvaluation(self.evaluation, self.video_length).to(self.device)
+        self._test_videos = 0
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
+        batch = self.eval_batch(batch)
         video = batch["video"]
         mask = self.eval_mask(batch)
+        n = self.evaluation.num_samples
         samples = self.sample_many(
             video,
             mask,
-            self.evaluation.num_samples,
-            generator=self.eval_generator(batch, batch_idx),
+            n,
+            self.clip_noise(batch, repeats=n),
             progress=self.trainer.progress_bar_callback is not None,
             **self.conditioning(batch),
         )
         self.test_evaluation.update(samples, video, mask)
         self._test_videos += video.shape[0]
-        return {"samples": samples, "mask": mask}  # for test-time callbacks (e.g. the CARLA position metrics)
+        # For test-time callbacks (e.g. the CARLA position metrics).
+        return {"samples": samples, "mask": mask, "video": video}
 
-    def on_test_epoch_start(self) -> None:
-        self._test_videos = 0
+    def report_settings(self) -> dict[str, Any]:
+        """The settings every number of ``metrics_test.json`` was produced with; methods add their own."""
+        long_video = self.video_length > self.frames_per_pass
+        return {
+            "method": type(self).__name__,
+            "task": self.task.task,
+            "num_given": self.task.num_given,
+            "video_length": self.video_length,
+            "frames_per_pass": self.frames_per_pass,
+            "scheme": self.rollout_config.scheme if long_video else None,
+            "frames_per_stage": self.rollout_config.stage_frames(self.clip.num_frames, self.task.num_given) if long_video else None,
+            "num_stages": len(self.stages(self.video_length, self.task.num_given)) if long_video else 1,
+            "sampler": self.sampling.sampler,
+            "sampling_steps": self.sampling.steps or self.schedule.default_sampling_steps,
+            "grid": self.sampling.grid,
+            "sampler_options": self.sampling.options(),
+            "weights": self.ema_config.evaluate,
+            "eval_seed": self.sampling.seed,
+            "checkpoint": str(self.trainer.ckpt_path) if self.trainer.ckpt_path else None,
+            "checkpoint_global_step": self.checkpoint_info.get("global_step"),
+        }
 
     def on_test_epoch_end(self) -> None:
         results = self.test_evaluation.compute()
         videos = int(self.all_gather(torch.tensor(self._test_videos, device=self.device)).sum())
         model, baseline = results["model"], results["copy_last_frame"]
         report = {
-            "method": type(self).__name__,
-            "task": self.task,
-            "num_given": self.num_given,
-            "num_frames": self.num_frames,
-            "sampler": self.sampler,
-            "sampling_steps": self.sampling_steps or self.schedule.default_sampling_steps,
-            "eta": self.eta if self.sampler == "ddim" else None,
-            "weights": "ema",
-            "eval_seed": self.eval_seed,
+            **self.report_settings(),
             "num_videos": videos,
             "metrics_on": "predicted (latent) frames, values scaled to [0, 1]; FVD on whole clips",
             **results,
             "beats_copy_last_frame_psnr": model["psnr_mean"] > baseline["psnr_mean"],
         }
+        if "crps" in model:
+            report["beats_copy_last_frame_crps"] = model["crps"] < baseline["crps"]
         flat = {f"test/{k}": v for k, v in model.items()}
         flat.update({f"test/copy_last_frame/{k}": v for k, v in baseline.items()})
         self.log_dict(flat, sync_dist=False)
         if self.trainer.is_global_zero:
-            out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            path = out_dir / "metrics_test.json"
-            path.write_text(json.dumps(report, indent=2) + "\n")
+            path = write_json(run_dir(self.trainer) / "metrics_test.json", report)
             n = self.evaluation.num_samples
             extra = "".join(f", {k.upper()} {v:.4g}" for k, v in model.items() if k in ("crps", "fvd", "lpips"))
             print(
-                f"\nTest on {videos} held-out clips ({self.task}, {self.num_given} given, {n} sample(s) per clip): "
-                f"model PSNR {model['psnr_mean']:.2f} dB (best-of-{n} {model['psnr_best']:.2f}) / SSIM "
+                f"\nTest on {videos} held-out clips ({self.task.task}, {self.task.num_given} given, {n} sample(s) per "
+                f"clip): model PSNR {model['psnr_mean']:.2f} dB (best-of-{n} {model['psnr_best']:.2f}) / SSIM "
                 f"{model['ssim_mean']:.3f}{extra}; copy-last-frame PSNR {baseline['psnr_mean']:.2f} dB / SSIM "
-                f"{baseline['ssim_mean']:.3f}\nMetrics written to {path.resolve()}"
+                f"{baseline['ssim_mean']:.3f} / CRPS (= MAE) {baseline['crps']:.4g}\nMetrics written to {path.resolve()}"
             )
         self.test_evaluation.reset()
 
     # ------------------------------------------------------------------------------------------------------- predict
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        """Sample the configured task; with ``predict_length`` > num_frames, roll prediction forward (Autoreg)."""
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
+        """Sample the configured task over ``video_length`` frames; longer than one pass: the rollout scheme from the
+        first ``num_given`` frames of each clip (data clips may be shorter: only the given frames are needed)."""
         video = batch["video"]
-        generator = self.eval_generator(batch, batch_idx)
+        length = self.video_length
+        noise = self.clip_noise(batch)
         cond = self.conditioning(batch)
-        length = self.predict_length or self.num_frames
-        if length == self.num_frames:
+        if length <= self.frames_per_pass and video.shape[1] >= length:
+            batch = cut_to_length(batch, length)
             mask = self.eval_mask(batch)
-            samples = self.sample(video, mask, generator=generator, progress=True, **cond)
-            return {"samples": samples, "video": video, "observed": mask.observed, "index": batch.get("index")}
-        long_video = torch.zeros(video.shape[0], length, *video.shape[2:], dtype=video.dtype)
-        long_video[:, : self.num_given] = video[:, : self.num_given].cpu()
-        stages = autoregressive(length, self.num_frames, self.num_frames - self.num_given, self.num_given)
-        samples = run_stages(
-            long_video,
-            stages,
-            lambda given, mask: self.sample(given, mask, generator=generator, **cond),
-            frames_per_pass=self.num_frames,
-            device=self.device,
-            contiguous_only=self.contiguous_frames_only,
-        )
+            samples = self.sample(batch["video"], mask, generator=noise, progress=True, **cond)
+            return {"samples": samples, "video": batch["video"], "observed": mask.observed, "index": batch.get("index")}
+        num_given = self.task.num_given
+        if video.shape[1] < num_given:
+            raise ValueError(f"task.num_given: the data clips have {video.shape[1]} frames, fewer than {num_given}")
+        long_video = torch.zeros(video.shape[0], length, *video.shape[2:])
+        long_video[:, :num_given] = video[:, :num_given].cpu()
+        samples = self.sample_long(long_video, num_given, generator=noise, progress=True, callback=self.on_stage, **cond)
         observed = torch.zeros(video.shape[0], length, dtype=torch.bool)
-        observed[:, : self.num_given] = True
-        return {"samples": samples, "video": video, "observed": observed, "index": batch.get("index")}
+        observed[:, :num_given] = True
+        return {"samples": samples, "video": video.cpu(), "observed": observed, "index": batch.get("index")}
+
+    def on_stage(self, number: int, stage: Stage, observed: list[tuple[int, ...]]) -> None:
+        """Called after every stage of a long video in ``predict`` (FDM draws its scheme from these)."""

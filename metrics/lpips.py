@@ -203,3 +203,24 @@ class LearnedPerceptualVideoSimilarity(Metric):
         if not state.get("_net_is_user", False):
             state["_net"] = None
         return state
+
+
+def lpips_embedding(alexnet_path: str | None = None, linear_path: str | None = None):
+    """Frames (N, C, H, W) in [-1, 1] -> (N, D) vectors whose squared distance is the LPIPS distance (AlexNet v0.1):
+    per layer, channel-normalised features scaled by sqrt(w_lin) / sqrt(H W), concatenated. FDM's adaptive schemes
+    choose observed frames by it. Needs the local LPIPS weight files."""
+    net = LPIPS(alexnet_path, linear_path)
+
+    def embed(frames: Tensor) -> Tensor:
+        net.to(frames.device)
+        x = frames.float().expand(-1, 3, -1, -1) if frames.shape[1] == 1 else frames.float()
+        if x.shape[-1] < 32:  # AlexNet's stride-4 stem needs a minimum size
+            x = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)
+        parts = []
+        for head, feats in zip(net.lins, net.net((x - net.shift) / net.scale)):
+            weight = head.model[1].weight.clamp(min=0).sqrt()  # (1, C, 1, 1)
+            scaled = unit_normalize(feats) * weight / (feats.shape[-1] * feats.shape[-2]) ** 0.5
+            parts.append(scaled.flatten(1))
+        return torch.cat(parts, dim=1)
+
+    return embed

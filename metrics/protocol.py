@@ -4,7 +4,7 @@
 the metric objects and turns N samples per test video into the papers' numbers:
 
 - PSNR / SSIM of predicted frames, mean over the N samples and best-of-N (RaMViD's and RVD's comparisons);
-- the same for the copy-last-frame baseline on the same clips;
+- the same for the copy-last-frame baseline on the same clips, with its CRPS (= its mean absolute error);
 - CRPS over the N samples (RVD), when N >= 2;
 - FVD between the test clips and all generated clips (I3D weights from a local file);
 - LPIPS of predicted frames (AlexNet weights from local files), when asked for.
@@ -70,6 +70,8 @@ class VideoEvaluation(nn.Module):
         self.quality = FrameQuality()
         self.copy_last_frame = FrameQuality()
         self.crps = CRPS() if protocol.num_samples >= 2 else None
+        # The CRPS of a point forecast is its mean absolute error: the one-sample "ensemble" CRPS.
+        self.copy_last_frame_crps = CRPS(estimator="ensemble")
         self.fvd = self._build_fvd(protocol, num_frames)
         self.lpips = self._build_lpips(protocol)
 
@@ -110,7 +112,9 @@ class VideoEvaluation(nn.Module):
         """samples: (N, B, T, C, H, W) generated for the (B, T, C, H, W) test clips under ``mask``."""
         latent = mask.latent
         self.quality.update(samples, video, latent)
-        self.copy_last_frame.update(copy_last_observed(video, mask)[None], video, latent)
+        copied = copy_last_observed(video, mask)[None]
+        self.copy_last_frame.update(copied, video, latent)
+        self.copy_last_frame_crps.update(copied, video, latent)
         if self.crps is not None:
             self.crps.update(samples, video, latent)
         if self.fvd is not None:
@@ -123,7 +127,10 @@ class VideoEvaluation(nn.Module):
         """All numbers, plus the settings and the weights they were computed with."""
         results: dict[str, Any] = {
             "model": {k: float(v) for k, v in self.quality.compute().items()},
-            "copy_last_frame": {k: float(v) for k, v in self.copy_last_frame.compute().items()},
+            "copy_last_frame": {
+                **{k: float(v) for k, v in self.copy_last_frame.compute().items()},
+                "crps": float(self.copy_last_frame_crps.compute()),
+            },
             "protocol": asdict(self.protocol),
         }
         if self.crps is not None:
@@ -138,6 +145,6 @@ class VideoEvaluation(nn.Module):
         return results
 
     def reset(self) -> None:
-        for metric in (self.quality, self.copy_last_frame, self.crps, self.fvd, self.lpips):
+        for metric in (self.quality, self.copy_last_frame, self.copy_last_frame_crps, self.crps, self.fvd, self.lpips):
             if metric is not None:
                 metric.reset()

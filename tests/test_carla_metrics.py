@@ -21,7 +21,7 @@ from metrics.carla import (
     wasserstein_1d,
 )
 from tests.fixtures_real_data import write_carla
-from tests.tiny_run import REPO
+from tests.tiny_run import REPO, merge
 
 
 def straight(length: float, frames: int = 5, start=(0.0, 0.0), angle: float = 0.0) -> torch.Tensor:
@@ -110,10 +110,15 @@ def test_fdm_carla_protocol_reports_position_error_wd_and_po(tmp_path: Path):
     for callback in config["trainer"]["callbacks"]:
         if callback["class_path"].endswith("CARLAPositionMetrics"):
             callback["init_args"]["regressor_checkpoint"] = str(regressor)
-    config["model"]["init_args"].update(
-        num_frames=4, image_size=32, model_channels=8, channel_mult=[1, 2], attention_resolutions=[16],
-        video_length=12, frames_per_pass=4, frames_per_stage=2, num_given=3, sampling_steps=2,
-        diffusion_steps=100, scheme="autoreg", evaluation={"num_samples": 2, "fvd": "off"})
+    merge(config["model"]["init_args"], {
+        "clip": {"num_frames": 4, "image_size": 32},
+        "network": {"model_channels": 8, "channel_mult": [1, 2], "attention_resolutions": [16]},
+        "diffusion": {"steps": 100},
+        "sampling": {"sampler": "ddim", "steps": 2},
+        "task": {"num_given": 3, "video_length": 12},
+        "rollout": {"scheme": "autoreg", "frames_per_pass": 4, "frames_per_stage": 2},
+        "evaluation": {"num_samples": 2, "fvd": "off"},
+    })
     config["data"]["init_args"].update(root=str(root), eval_num_frames=12, image_size=32, eval_batch_size=2,
                                        num_workers=0, cache_dir=str(tmp_path / "cache"))
     path = tmp_path / "fdm.tiny.yaml"

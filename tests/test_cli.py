@@ -25,7 +25,7 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def test_fit_test_predict_write_checkpoints_metrics_and_videos(tmp_path: Path) -> None:
-    config = tiny_config(tmp_path, wandb=True, model={"predict_length": 6})
+    config = tiny_config(tmp_path, wandb=True)
     run_cli("fit", "--config", str(config))
     checkpoint = tmp_path / "checkpoints" / "last.ckpt"
     assert checkpoint.exists()
@@ -38,21 +38,22 @@ def test_fit_test_predict_write_checkpoints_metrics_and_videos(tmp_path: Path) -
     report = json.loads((tmp_path / "metrics_test.json").read_text())
     assert report["num_videos"] == 4 and report["task"] == "prediction" and report["num_given"] == 2
     assert report["sampler"] == "ddim" and report["sampling_steps"] == 3
+    assert report["checkpoint"].endswith("last.ckpt") and report["checkpoint_global_step"] == 4
     assert report["protocol"]["num_samples"] == 3
     assert set(report["model"]) == {"psnr_mean", "psnr_best", "ssim_mean", "ssim_best", "crps"}
-    assert set(report["copy_last_frame"]) == {"psnr_mean", "psnr_best", "ssim_mean", "ssim_best"}
+    assert set(report["copy_last_frame"]) == {"psnr_mean", "psnr_best", "ssim_mean", "ssim_best", "crps"}
     assert report["model"]["psnr_best"] >= report["model"]["psnr_mean"]
     assert all(torch.isfinite(torch.tensor(v)) for v in report["model"].values())
     assert "fvd" in report["notes"], "4-frame clips cannot give an FVD, and the report must say why"
 
-    run_cli("predict", "--config", str(config), "--ckpt_path", "last")
+    run_cli("predict", "--config", str(config), "--ckpt_path", "last", "--model.init_args.task.video_length", "6")
     samples = sorted((tmp_path / "predictions").glob("sample_*.mp4"))
     grids = sorted((tmp_path / "predictions").glob("grid_*.mp4"))
     assert len(samples) == 2 and len(grids) == 2
     import decord
 
     reader = decord.VideoReader(str(samples[0]))
-    assert len(reader) == 6, "predict_length=6 should roll the 4-frame model forward to 6 frames"
+    assert len(reader) == 6, "task.video_length=6 should roll the 4-frame model forward to 6 frames"
 
 
 def test_print_config_shows_model_and_data_class_paths(capsys: pytest.CaptureFixture[str]) -> None:
@@ -68,13 +69,13 @@ def test_print_config_shows_model_and_data_class_paths(capsys: pytest.CaptureFix
 @pytest.mark.parametrize(
     "model, data, field",
     [
-        ({"image_size": 10, "channel_mult": [1, 2, 2]}, {"image_size": 10}, "image_size"),
-        ({"num_given": 4}, {}, "num_given"),
-        ({"task": "outpainting"}, {}, "task"),
+        ({"clip": {"image_size": 10}, "network": {"channel_mult": [1, 2, 2]}}, {"image_size": 10}, "image_size"),
+        ({"task": {"num_given": 4}}, {}, "task.num_given"),
+        ({"task": {"task": "outpainting"}}, {}, "task.task"),
         ({"max_given": 4}, {}, "max_given"),
-        ({"sampler": "euler"}, {}, "sampler"),
-        ({"prediction": "score"}, {}, "prediction"),
-        ({"num_frames": 6}, {}, "num_frames"),
+        ({"sampling": {"sampler": "euler"}}, {}, "sampling.sampler"),
+        ({"diffusion": {"prediction": "score"}}, {}, "diffusion.prediction"),
+        ({"clip": {"num_frames": 6}}, {}, "clip.num_frames"),
     ],
 )
 def test_bad_config_stops_before_training_naming_the_field(tmp_path: Path, model: dict, data: dict, field: str) -> None:
@@ -89,13 +90,13 @@ def test_resume_continues_training_with_ema_intact(tmp_path: Path) -> None:
     config = tiny_config(tmp_path)
     run_cli("fit", "--config", str(config))
     first = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
-    assert first["global_step"] == 4 and int(first["state_dict"]["ema.n_averaged"]) == 4
+    assert first["global_step"] == 4 and int(first["state_dict"]["ema.num_updates"]) == 4
 
     run_cli("fit", "--config", str(config), "--trainer.max_steps", "8", "--ckpt_path", "last")
     resumed = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert resumed["global_step"] == 8
     # An EMA restarted from scratch would have averaged only the 4 new steps.
-    assert int(resumed["state_dict"]["ema.n_averaged"]) == 8
+    assert int(resumed["state_dict"]["ema.num_updates"]) == 8
     name = next(k for k in resumed["state_dict"] if k.startswith("network.") and k.endswith("weight"))
     ema_name = "ema.module." + name.removeprefix("network.")
     assert not torch.equal(resumed["state_dict"][name], first["state_dict"][name]), "training did not continue"
@@ -117,4 +118,4 @@ def test_ddp_two_cpu_processes_train_a_few_steps(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == 3
-    assert int(checkpoint["state_dict"]["ema.n_averaged"]) == 3
+    assert int(checkpoint["state_dict"]["ema.num_updates"]) == 3

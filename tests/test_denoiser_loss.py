@@ -260,3 +260,21 @@ def test_denoiser_clips_unless_told_not_to():
 def test_denoiser_rejects_unknown_prediction():
     with pytest.raises(ValueError, match="prediction"):
         Denoiser(Recorder(), DiscreteSchedule.linear(1000), "score")
+
+
+def test_released_fdm_loss_counts_padding_and_averages_over_all_slots(data):
+    """improved-diffusion's ``mean_flat(err, mask=1 - obs)``: the padding slot is in the loss, and each example's
+    sum is divided by every slot (T = 4), not by the slots counted."""
+    x0, _ = data
+    x0 = x0[:2]
+    mask = FrameMask(
+        torch.tensor([[True, False, False, False], [True, True, False, False]]),
+        torch.tensor([[False, True, False, False], [False, False, True, True]]),  # example 0: slots 2, 3 padding
+        default_frame_indices(2, 4),
+    )
+    offsets = torch.tensor([[7.0, 2.0, 1.0, 3.0], [7.0, 7.0, 1.0, 1.0]])
+    denoiser = Denoiser(offsets_network(x0, offsets), DiscreteSchedule.linear(1000), "x0")
+    loss = denoiser.loss(x0, mask, t=torch.tensor([0, 0]), loss_frames=~mask.observed, average_over_slots=True)
+    assert loss.item() == pytest.approx(((4 + 1 + 9) / 4 + (1 + 1) / 4) / 2, rel=1e-6)
+    ours = denoiser.loss(x0, mask, t=torch.tensor([0, 0]))
+    assert ours.item() == pytest.approx((4 + (1 + 1) / 2) / 2, rel=1e-6)

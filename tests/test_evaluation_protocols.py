@@ -16,13 +16,14 @@ from tests.fixtures_real_data import write_bair_tfrecords, write_kinetics
 from tests.tiny_run import REPO
 
 TINY_RAMVID = [
-    "--model.init_args.model_channels", "8",
-    "--model.init_args.channel_mult", "[1, 2]",
-    "--model.init_args.num_res_blocks", "1",
-    "--model.init_args.attention_resolutions", "[]",
-    "--model.init_args.diffusion_steps", "100",
-    "--model.init_args.sampling_steps", "2",
-    "--model.init_args.image_size", "16",
+    "--model.init_args.network.model_channels", "8",
+    "--model.init_args.network.channel_mult", "[1, 2]",
+    "--model.init_args.network.num_res_blocks", "1",
+    "--model.init_args.network.attention_resolutions", "[]",
+    "--model.init_args.diffusion.steps", "100",
+    "--model.init_args.sampling.sampler", "ddim",
+    "--model.init_args.sampling.steps", "2",
+    "--model.init_args.clip.image_size", "16",
     "--data.init_args.image_size", "16",
     "--model.init_args.evaluation.num_samples", "2",
     "--model.init_args.evaluation.sample_batch_size", "4",
@@ -95,7 +96,7 @@ def test_kinetics_5_to_11_protocol_on_published_layout(tmp_path: Path, i3d_file:
         *TINY_RAMVID,
     ])
     report = read_report(run_dir)
-    assert report["num_given"] == 5 and report["num_frames"] == 16
+    assert report["num_given"] == 5 and report["video_length"] == 16
     assert report["fvd_weights"] == "styleganv" and report["model"]["fvd"] >= 0
 
 

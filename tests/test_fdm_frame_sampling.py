@@ -82,3 +82,51 @@ def test_gather_frames():
     video = torch.arange(2 * 6).float().reshape(2, 6, 1, 1, 1).expand(2, 6, 1, 2, 2)
     out = gather_frames(video, torch.tensor([[5, 0, 2], [1, 1, 3]]))
     assert out[:, :, 0, 0, 0].tolist() == [[5, 0, 2], [7, 7, 9]]
+
+
+def test_released_padding_takes_frames_of_another_video_into_the_loss():
+    from diffusion.frame_sampling import fdm_training_slots
+
+    generator = torch.Generator().manual_seed(0)
+    padded = 0
+    for _ in range(50):
+        slots = fdm_training_slots(3, 40, 8, "random_frames", generator)
+        real = slots.mask.observed | slots.mask.latent
+        assert slots.average_over_slots and torch.equal(slots.loss_frames, ~slots.mask.observed)
+        for b in range(3):  # the drawn frames come first, padding after
+            n = int((slots.source[b] == b).sum())
+            assert (slots.source[b, :n] == b).all() and (slots.source[b, n:] == (b + 1) % 3).all()
+            assert (slots.mask.frame_indices[b] < 40).all()
+            padded += 8 - n
+            # a padding slot is flagged only where its random position lies in the example's own drawn set
+            own = {int(i) for i, r in zip(slots.mask.frame_indices[b, :n], real[b, :n]) if r}
+            for k in range(n, 8):
+                if real[b, k]:
+                    assert int(slots.mask.frame_indices[b, k]) in own
+    assert padded > 0
+
+
+def test_masked_padding_keeps_padding_out_of_the_loss():
+    from diffusion.frame_sampling import fdm_training_slots
+
+    slots = fdm_training_slots(4, 40, 8, "masked", torch.Generator().manual_seed(1))
+    assert not slots.average_over_slots and torch.equal(slots.loss_frames, slots.mask.latent)
+    assert (slots.source == torch.arange(4)[:, None]).all()
+    with pytest.raises(ValueError, match="padding"):
+        fdm_training_slots(4, 40, 8, "zeros")
+
+
+def test_every_micro_batch_draws_its_own_frame_indices():
+    """With gradient accumulation the global step stays while micro-batches go by: draws must not repeat."""
+    from lightning_modules.fdm import FDM, FDMUNetConfig
+    from lightning_modules.groups import ClipShape, TaskConfig
+
+    model = FDM(clip=ClipShape(num_frames=4, image_size=8), task=TaskConfig(num_given=2, video_length=12),
+                network=FDMUNetConfig(model_channels=8, channel_mult=(1, 2), attention_resolutions=(4,), num_heads=2))
+    torch.manual_seed(0)
+    first = fdm_training_mask(8, 30, 4, model.training_generator())
+    second = fdm_training_mask(8, 30, 4, model.training_generator())
+    assert not torch.equal(first.frame_indices, second.frame_indices)
+    torch.manual_seed(0)  # the draws come from the global RNG, which a resumed run restores
+    again = fdm_training_mask(8, 30, 4, model.training_generator())
+    assert torch.equal(first.frame_indices, again.frame_indices)

@@ -162,10 +162,17 @@ def test_scheme_image_colours_stages():
 
 
 def tiny_ramvid():
-    from lightning_modules.ramvid import RaMViD
+    from lightning_modules.groups import ClipShape, DiffusionConfig, SamplingConfig, TaskConfig
+    from lightning_modules.ramvid import RaMViD, RaMViDUNetConfig
 
-    return RaMViD(num_frames=4, image_size=8, model_channels=8, channel_mult=(1, 2), num_res_blocks=1,
-                  attention_resolutions=(), max_given=2, num_given=2, diffusion_steps=50, sampling_steps=2)
+    return RaMViD(
+        clip=ClipShape(num_frames=4, image_size=8),
+        network=RaMViDUNetConfig(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=()),
+        diffusion=DiffusionConfig(steps=50),
+        sampling=SamplingConfig(sampler="ddim", steps=2),
+        task=TaskConfig(num_given=2),
+        max_given=2,
+    )
 
 
 def test_ramvid_runs_autoreg_and_refuses_other_schemes_before_sampling():
@@ -181,7 +188,7 @@ def test_ramvid_runs_autoreg_and_refuses_other_schemes_before_sampling():
 
     def sample_fn(given, mask):
         calls.append(mask)
-        return model.sample(given, mask, generator=torch.Generator().manual_seed(0))
+        return model.sample_pass(given, mask, generator=torch.Generator().manual_seed(0))
 
     run_stages(video, build_stages("autoreg", 8, 4, 2, 2), sample_fn, 4, "cpu", contiguous_only=contiguous)
     assert len(calls) == 3 and video[:, 2:].abs().sum() > 0

@@ -11,14 +11,12 @@ import yaml
 import lightning_modules.rvd as rvd_module
 from diffusion import FrameMask, task_mask
 from diffusion.denoiser import Denoiser
-from lightning_modules.rvd import RVD, prefix_length
-from networks.rvd import ConvGRUCell, RVDNetwork
+from lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, SamplingConfig, TaskConfig
+from lightning_modules.rvd import RVD, RVDNetwork, RVDNetworkConfig, prefix_length
+from networks.rvd import ConvGRUCell
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(
-    num_frames=5, image_size=8, channels=3, model_channels=8, channel_mult=(1, 2), predictor_mult=(1, 2),
-    num_given=2, diffusion_steps=100, sampling_steps=3, ema_decay=0.5,
-)
+TINY_NETWORK = RVDNetworkConfig(model_channels=8, channel_mult=(1, 2), predictor_mult=(1, 2))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -30,9 +28,17 @@ def single_thread():
     torch.set_num_threads(previous)
 
 
-def tiny_rvd(**overrides) -> RVD:
+def tiny_rvd(sampler: str = "ddim", steps: int | None = 3, task: str = "prediction", **overrides) -> RVD:
     torch.manual_seed(0)
-    return RVD(**{**TINY, **overrides})
+    return RVD(
+        clip=ClipShape(num_frames=5, image_size=8),
+        network=TINY_NETWORK,
+        diffusion=DiffusionConfig(schedule="cosine", steps=100),
+        sampling=SamplingConfig(sampler=sampler, steps=steps),
+        task=TaskConfig(task=task, num_given=2),
+        ema=EMAConfig(decay=0.5),
+        **overrides,
+    )
 
 
 def clip(batch: int = 2, frames: int = 5, size: int = 8, seed: int = 1) -> torch.Tensor:
@@ -60,7 +66,7 @@ def test_convgru_step_shapes_zero_state_and_carried_state() -> None:
 
 def test_rnns_are_causal_and_reset_for_every_video() -> None:
     torch.manual_seed(0)
-    network = RVDNetwork(image_size=8, channels=3, model_channels=8, channel_mult=(1, 2), predictor_mult=(1, 2))
+    network = RVDNetwork(TINY_NETWORK, image_size=8, channels=3)
     video = clip(frames=5)
     mu, context = network.teacher_forcing(video)
     assert mu.shape == video.shape and mu.abs().max() <= 1
@@ -120,7 +126,7 @@ def test_rollout_returns_mu_plus_the_sampled_residual(monkeypatch: pytest.Monkey
 
 
 def test_loss_ignores_warm_up_frames_with_one_time_per_video(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = tiny_rvd(num_given=2)
+    model = tiny_rvd()
     batch = batch_of(clip(frames=5))
     mu, context = model.network.teacher_forcing(batch["video"])
     times, masks = [], []
@@ -151,9 +157,9 @@ def test_loss_ignores_warm_up_frames_with_one_time_per_video(monkeypatch: pytest
 
 def test_training_is_end_to_end_with_the_papers_diffusion() -> None:
     model = tiny_rvd()
-    assert model.schedule.num_steps == 100 and model.prediction == "eps" and model.loss_type == "l1"
-    paper = RVD(num_frames=4, image_size=8, model_channels=8, channel_mult=(1, 2), predictor_mult=(1, 2), num_given=1)
-    assert paper.schedule.num_steps == 1600 and paper.hparams.schedule == "cosine" and paper.lr == 5e-5
+    assert model.schedule.num_steps == 100 and model.diffusion.prediction == "eps" and model.loss_type == "l1"
+    paper = RVD(clip=ClipShape(num_frames=4, image_size=8), network=TINY_NETWORK, task=TaskConfig(num_given=1))
+    assert paper.schedule.num_steps == 1600 and paper.diffusion.schedule == "cosine" and paper.loss_type == "l1"
     loss = model.training_loss(batch_of(clip()))
     loss.backward()
     for part in ("predictor", "context_encoder", "denoiser"):
@@ -166,7 +172,7 @@ def test_training_is_end_to_end_with_the_papers_diffusion() -> None:
 def test_sampling_with_ddim_50_and_the_full_ddpm_chain(
     sampler: str, steps: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = tiny_rvd(sampler=sampler, sampling_steps=steps)
+    model = tiny_rvd(sampler=sampler, steps=steps)
     video = clip(frames=4)
     mask = task_mask("prediction", 2, 4, 2)
     calls = []
@@ -205,7 +211,7 @@ def test_paper_settings_parameter_counts_and_configs() -> None:
     for name in ("rvd_bair", "rvd_bair_1to15", "rvd_128"):
         args = yaml.safe_load((REPO / "experiments" / f"{name}.yaml").read_text())["model"]["init_args"]
         network = RVDNetwork(
-            args["image_size"], args["channels"], args["model_channels"], args["channel_mult"], args["predictor_mult"]
+            RVDNetworkConfig(**args["network"]), image_size=args["clip"]["image_size"], channels=args["clip"]["channels"]
         )
         counts[name] = sum(p.numel() for p in network.parameters())
         print(f"{name}: {counts[name] / 1e6:.2f}M parameters")

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 import vdiff
+from tests.tiny_run import merge
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "experiments" / "rvd_shapes.yaml"
@@ -47,13 +48,15 @@ def tiny_rvd_config(run_dir: Path, model: dict[str, Any] | None = None, data: di
         logger=False,
     )
     config["trainer"]["callbacks"].append({"class_path": "tests.test_rvd_cli.CapturePredictions"})
-    config["model"]["init_args"].update(
-        dict(
-            num_frames=4, image_size=8, model_channels=8, channel_mult=[1, 2], predictor_mult=[1, 2],
-            num_given=2, diffusion_steps=100, sampling_steps=3, predict_length=7, ema_decay=0.5,
-        ),
-        **(model or {}),
-    )
+    merge(config["model"]["init_args"], {
+        "clip": {"num_frames": 4, "image_size": 8},
+        "network": {"model_channels": 8, "channel_mult": [1, 2], "predictor_mult": [1, 2]},
+        "diffusion": {"steps": 100},
+        "sampling": {"steps": 3},
+        "task": {"num_given": 2},
+        "ema": {"decay": 0.5},
+    })
+    merge(config["model"]["init_args"], model or {})
     config["data"]["init_args"].update(
         dict(
             num_frames=4, image_size=8, size_range=[2.0, 3.0], train_size=12, val_size=2, test_size=4,
@@ -79,11 +82,11 @@ def test_fit_test_and_predict_roll_out_from_the_given_frames(tmp_path: Path) -> 
     assert report["model"]["psnr_best"] >= report["model"]["psnr_mean"]
 
     CapturePredictions.outputs = []
-    vdiff.run(["predict", "--config", str(config), "--ckpt_path", "last"])
+    vdiff.run(["predict", "--config", str(config), "--ckpt_path", "last", "--model.init_args.task.video_length", "7"])
     assert len(CapturePredictions.outputs) == 1
     out = CapturePredictions.outputs[0]
     samples, video, observed = out["samples"], out["video"], out["observed"]
-    assert samples.shape == (2, 7, 3, 8, 8), "predict_length=7 rolls the 4-frame clips forward to 7 frames"
+    assert samples.shape == (2, 7, 3, 8, 8), "task.video_length=7 rolls the 4-frame clips forward to 7 frames"
     assert observed[:, :2].all() and not observed[:, 2:].any()
     torch.testing.assert_close(samples[:, :2], video[:, :2], rtol=0, atol=0)  # given frames untouched
     assert samples.abs().max() <= 1 and not torch.allclose(samples[:, 2], samples[:, 1])
@@ -92,8 +95,9 @@ def test_fit_test_and_predict_roll_out_from_the_given_frames(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     "model, field",
-    [({"task": "infilling"}, "task"), ({"task": "unconditional"}, "task"), ({"num_given": 4}, "num_given"),
-     ({"predictor_mult": [1, 2, 2, 2, 2]}, "predictor_mult"), ({"train_warmup": 0}, "train_warmup")],
+    [({"task": {"task": "infilling"}}, "task.task"), ({"task": {"task": "unconditional"}}, "task.task"),
+     ({"task": {"num_given": 4}}, "task.num_given"), ({"network": {"predictor_mult": [1, 2, 2, 2, 2]}}, "predictor_mult"),
+     ({"train_warmup": 0}, "train_warmup")],
 )
 def test_bad_config_stops_before_training_naming_the_field(tmp_path: Path, model: dict, field: str) -> None:
     config = tiny_rvd_config(tmp_path, model=model)

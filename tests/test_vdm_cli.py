@@ -13,7 +13,9 @@ import torch
 import yaml
 
 import vdiff
-from tests.tiny_run import REPO
+from lightning_modules.groups import ClipShape, RolloutConfig, SamplingConfig, TaskConfig
+from lightning_modules.vdm import VDM, VDMUNetConfig
+from tests.tiny_run import REPO, merge
 
 VDM_CONFIG = REPO / "experiments" / "vdm_shapes.yaml"
 
@@ -25,11 +27,17 @@ def tiny_vdm_config(run_dir: Path, model: dict[str, Any] | None = None, data: di
     config["trainer"].update(max_steps=3, limit_val_batches=1, log_every_n_steps=1, enable_progress_bar=False,
                              enable_model_summary=False, default_root_dir=str(run_dir), logger=False,
                              **(trainer or {}))
-    tiny_model = dict(num_frames=4, image_size=8, model_channels=8, channel_mult=[1, 2], attention_resolutions=[4],
-                      attention_head_dim=8, num_image_frames=2, num_given=2, sampling_steps=3)
+    tiny_model = {
+        "clip": {"num_frames": 4, "image_size": 8},
+        "network": {"model_channels": 8, "channel_mult": [1, 2], "attention_resolutions": [4], "attention_head_dim": 8},
+        "sampling": {"steps": 3},
+        "task": {"num_given": 2},
+        "num_image_frames": 2,
+    }
     tiny_data = dict(num_frames=4, image_size=8, size_range=[2.0, 3.0], train_size=12, val_size=2, test_size=2,
                      predict_size=2, batch_size=4, eval_batch_size=2)
-    config["model"]["init_args"].update({**tiny_model, **(model or {})})
+    merge(config["model"]["init_args"], tiny_model)
+    merge(config["model"]["init_args"], model or {})
     config["data"]["init_args"].update({**tiny_data, **(data or {})})
     path = run_dir / "config.vdm.yaml"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -48,6 +56,7 @@ def test_fit_test_and_extend_in_time_and_space(tmp_path: Path, capsys: pytest.Ca
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 3
     assert checkpoint["hyper_parameters"]["num_image_frames"] == 2
+    assert checkpoint["hyper_parameters"]["clip"] == {"num_frames": 4, "image_size": 8, "channels": 3}
 
     vdiff.run(["test", "--config", str(config), "--ckpt_path", "last",
                "--model.init_args.conditioning_method", "replacement"])
@@ -56,8 +65,8 @@ def test_fit_test_and_extend_in_time_and_space(tmp_path: Path, capsys: pytest.Ca
     assert all(torch.isfinite(torch.tensor(v)) for v in report["model"].values())
 
     # Temporal extension: 4-frame model -> 7 frames with Autoreg (2 given, 1 new frame per stage ... 2 per stage).
-    vdiff.run(["predict", "--config", str(config), "--ckpt_path", "last", "--model.init_args.predict_length", "7",
-               "--model.init_args.scheme", "autoreg", "--model.init_args.frames_per_stage", "2"])
+    vdiff.run(["predict", "--config", str(config), "--ckpt_path", "last", "--model.init_args.task.video_length", "7",
+               "--model.init_args.rollout.scheme", "autoreg", "--model.init_args.rollout.frames_per_stage", "2"])
     samples = sorted((tmp_path / "predictions").glob("sample_*.mp4"))
     assert len(samples) == 2
     length, _ = frames_of(samples[0])
@@ -75,11 +84,10 @@ def test_fit_test_and_extend_in_time_and_space(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_class_conditional_training_and_guided_sampling(tmp_path: Path) -> None:
-    from lightning_modules.vdm import VDM
-
-    model = VDM(num_frames=3, image_size=8, model_channels=8, channel_mult=(1, 2), num_res_blocks=1,
-                attention_resolutions=(4,), attention_head_dim=8, num_classes=3, cond_drop_prob=0.5,
-                guidance_weight=1.5, sampling_steps=2, num_given=1, sampler="ddim")
+    network = VDMUNetConfig(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
+                            attention_head_dim=8, num_classes=3)
+    model = VDM(clip=ClipShape(num_frames=3, image_size=8), network=network, cond_drop_prob=0.5, guidance_weight=1.5,
+                sampling=SamplingConfig(sampler="ddim", steps=2), task=TaskConfig(num_given=1))
     batch = {"video": torch.rand(2, 3, 3, 8, 8) * 2 - 1, "frame_indices": torch.arange(3).expand(2, 3),
              "index": torch.arange(2), "label": torch.tensor([0, 2])}
     with torch.no_grad():  # zero-initialised output layers pass no gradient back at the start
@@ -97,14 +105,11 @@ def test_class_conditional_training_and_guided_sampling(tmp_path: Path) -> None:
 
 
 def test_temporal_extension_with_a_non_contiguous_scheme(tmp_path: Path) -> None:
-    from diffusion.schemes import SCHEMES
-    from lightning_modules.vdm import VDM
-
-    scheme = next((name for name in ("hierarchy_2", "long_range") if name in SCHEMES), "autoreg")
-    model = VDM(num_frames=4, image_size=8, model_channels=8, channel_mult=(1, 2), num_res_blocks=1,
-                attention_resolutions=(4,), attention_head_dim=8, sampling_steps=2, num_given=1,
-                predict_length=9, scheme=scheme, frames_per_stage=2, sampler="ddim",
-                conditioning_method="replacement")
+    network = VDMUNetConfig(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
+                            attention_head_dim=8)
+    model = VDM(clip=ClipShape(num_frames=4, image_size=8), network=network,
+                sampling=SamplingConfig(sampler="ddim", steps=2), task=TaskConfig(num_given=1, video_length=9),
+                rollout=RolloutConfig(scheme="hierarchy_2", frames_per_stage=2), conditioning_method="replacement")
     batch = {"video": torch.rand(1, 4, 3, 8, 8) * 2 - 1, "frame_indices": torch.arange(4)[None], "index": torch.zeros(1)}
     with torch.inference_mode():
         out = model.predict_step(batch, 0)
@@ -116,12 +121,12 @@ def test_temporal_extension_with_a_non_contiguous_scheme(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     "model, data, field",
     [
-        ({"prediction": "score"}, {}, "prediction"),
-        ({"sampler": "euler"}, {}, "sampler"),
-        ({"frame_conditioning": True, "num_image_frames": 0}, {}, "conditioning_method"),
+        ({"diffusion": {"prediction": "score"}}, {}, "diffusion.prediction"),
+        ({"sampling": {"sampler": "euler"}}, {}, "sampling.sampler"),
+        ({"network": {"frame_conditioning": True}, "num_image_frames": 0}, {}, "conditioning_method"),
         ({"guidance_weight": 2.0}, {}, "guidance_weight"),
-        ({"image_size": 10, "channel_mult": [1, 2, 2]}, {"image_size": 10}, "image_size"),
-        ({"schedule": "linear"}, {}, "schedule"),
+        ({"clip": {"image_size": 10}, "network": {"channel_mult": [1, 2, 2]}}, {"image_size": 10}, "image_size"),
+        ({"diffusion": {"schedule": "linear"}}, {}, "diffusion.schedule"),
         ({"spatial_factor": 3}, {}, "spatial_factor"),
         ({}, {"batch_size": 1}, "num_image_frames"),
     ],

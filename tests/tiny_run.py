@@ -11,6 +11,16 @@ REPO = Path(__file__).resolve().parents[1]
 MAIN_CONFIG = REPO / "experiments" / "ramvid_shapes.yaml"
 
 
+def merge(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``config`` updated in place with ``overrides``; nested dicts (config groups) are merged key by key."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict) and "class_path" not in value:
+            merge(config[key], value)
+        else:
+            config[key] = value
+    return config
+
+
 def tiny_config(
     run_dir: Path,
     model: dict[str, Any] | None = None,
@@ -34,16 +44,14 @@ def tiny_config(
         if callback["class_path"].endswith("ModelCheckpoint"):
             callback["init_args"]["every_n_train_steps"] = 2
     config["trainer"].update(trainer or {})
-    tiny_model = dict(
-        num_frames=4,
-        image_size=8,
-        model_channels=8,
-        channel_mult=[1, 2],
-        max_given=2,
-        num_given=2,
-        sampling_steps=3,
-        diffusion_steps=100,
-    )
+    tiny_model = {
+        "clip": {"num_frames": 4, "image_size": 8},
+        "network": {"model_channels": 8, "channel_mult": [1, 2]},
+        "diffusion": {"steps": 100},
+        "sampling": {"steps": 3},
+        "task": {"num_given": 2},
+        "max_given": 2,
+    }
     tiny_data = dict(
         num_frames=4,
         image_size=8,
@@ -55,7 +63,9 @@ def tiny_config(
         batch_size=4,
         eval_batch_size=4,
     )
-    config["model"]["init_args"].update({**tiny_model, **(model or {})})
+    init_args = config["model"]["init_args"]
+    for overrides in (tiny_model, model or {}):
+        merge(init_args, overrides)
     config["data"]["init_args"].update({**tiny_data, **(data or {})})
     path = run_dir / "config.tiny.yaml"
     run_dir.mkdir(parents=True, exist_ok=True)
