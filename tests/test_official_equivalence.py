@@ -56,10 +56,7 @@ def imported_module(folder: Path, method: str, tmp_path: Path):
     import lightning_modules
 
     entry = json.loads((folder / "manifest.json").read_text())[method]
-    args = official_args(folder, method)
-    if method == "ramvid":
-        args = {**args, "seq_len": entry["T"]}  # the module's clip length (the network does not depend on it)
-    imported = read_official(method, folder / entry["checkpoint"], args)
+    imported = read_official(method, folder / entry["checkpoint"], official_args(folder, method))
     out = write_lightning_checkpoint(imported, tmp_path / f"{method}.ckpt")
     cls = {"fdm": lightning_modules.FDM, "ramvid": lightning_modules.RaMViD, "rvd": lightning_modules.RVD}[method]
     return cls.load_from_checkpoint(out, map_location="cpu").eval(), torch.load(folder / entry["io"], weights_only=True)
