@@ -53,10 +53,10 @@ def ramvid_train_flops(num_res_blocks: int, num_frames: int) -> float | None:
     try:
         from torch.utils.flop_counter import FlopCounterMode
 
-        from networks.ramvid_unet import RaMViDUNet
+        from networks.ramvid_unet import RaMViDUNet, RaMViDUNetConfig
 
         with torch.device("meta"):
-            network = RaMViDUNet(num_res_blocks=num_res_blocks)
+            network = RaMViDUNet(RaMViDUNetConfig(num_res_blocks=num_res_blocks), image_size=64, channels=3)
             z, t = torch.randn(1, num_frames, 3, 64, 64), torch.zeros(1)
         with FlopCounterMode(display=False) as counter:
             network(z, t)
@@ -91,9 +91,9 @@ def fdm_train_flops(frames_per_pass: int = 20) -> float | None:
     try:
         from torch.utils.flop_counter import FlopCounterMode
 
-        from networks.fdm_unet import FDMUNet
+        from networks.fdm_unet import FDMUNet, FDMUNetConfig
 
-        network = FDMUNet(image_size=128, max_frames=frames_per_pass)
+        network = FDMUNet(FDMUNetConfig(), image_size=128, channels=3, max_frames=frames_per_pass)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             network(torch.randn(1, 1, 3, 128, 128), torch.zeros(1))
         return 3.0 * counter.get_total_flops() * frames_per_pass

@@ -34,10 +34,15 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
 
 
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm computed in float32 whatever the input dtype (improved-diffusion's ``GroupNorm32``)."""
+    """GroupNorm computed in at least float32 precision (improved-diffusion's ``GroupNorm32``): half-precision inputs
+    are normalised in float32 and cast back."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.float()).type(x.dtype)
+        if x.dtype not in (torch.float16, torch.bfloat16):
+            return super().forward(x)
+        weight = self.weight.float() if self.weight is not None else None
+        bias = self.bias.float() if self.bias is not None else None
+        return F.group_norm(x.float(), self.num_groups, weight, bias, self.eps).type(x.dtype)
 
 
 def group_norm(channels: int, groups: int = 32) -> GroupNorm32:

@@ -123,13 +123,13 @@ class RelativePositionNet(nn.Module):
 def masked_group_norm(norm: nn.GroupNorm, x: Tensor, valid: Tensor) -> Tensor:
     """GroupNorm of (N, C, L) with statistics over the valid positions (N, L) only, applied to every position."""
     n, c, length = x.shape
-    xf = x.float().reshape(n, norm.num_groups, c // norm.num_groups, length)
+    xf = x.to(torch.promote_types(x.dtype, torch.float32)).reshape(n, norm.num_groups, c // norm.num_groups, length)
     weight = valid.to(xf.dtype)[:, None, None, :]
     count = (weight.sum(dim=-1, keepdim=True) * xf.shape[2]).clamp(min=1)  # valid elements per group
     mean = (xf * weight).sum(dim=(2, 3), keepdim=True) / count
     var = ((xf - mean).square() * weight).sum(dim=(2, 3), keepdim=True) / count
     normed = ((xf - mean) * torch.rsqrt(var + norm.eps)).reshape(n, c, length)
-    return (normed * norm.weight[:, None] + norm.bias[:, None]).type(x.dtype)
+    return (normed * norm.weight.to(normed.dtype)[:, None] + norm.bias.to(normed.dtype)[:, None]).type(x.dtype)
 
 
 class TemporalAttention(ContextBlock):

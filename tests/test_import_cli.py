@@ -126,3 +126,40 @@ def test_weights_flag_is_for_rvd_only(capsys):
     assert "holds one set of weights" in capsys.readouterr().err
     assert vdiff_import.main(["fdm", "absent.pt", "--out", "y.ckpt"]) == 1
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+@needs_reference
+def test_cli_checkpoint_loads_and_runs_with_vdiff_test(tmp_path, capsys):
+    import vdiff
+    from lightning_modules import RaMViD
+    from lightning_modules.groups import DiffusionConfig
+    from tests.tiny_run import tiny_config
+
+    out = tmp_path / "ramvid.ckpt"
+    args = ramvid_args(seq_len=6, max_num_mask_frames=2, uncondition_rate=0.25)
+    official = SHARED / entry("ramvid")["checkpoint"]
+    assert vdiff_import.main(["ramvid", str(official), "--out", str(out), "--official-args", json.dumps(args)]) == 0
+    assert f"-> {out}" in capsys.readouterr().out
+
+    checkpoint = torch.load(out, map_location="cpu", weights_only=True)
+    hparams = checkpoint["hyper_parameters"]
+    assert hparams["_class_path"] == "lightning_modules.RaMViD"
+    assert hparams["_instantiator"] == "pytorch_lightning.cli.instantiate_module"
+    assert hparams["clip"] == {"num_frames": 6, "image_size": args["image_size"], "channels": 3}
+    assert (hparams["p_uncond"], hparams["max_given"]) == (0.25, 2)
+    imported = read_official("ramvid", official, args)
+    for key, value in imported.state_dict.items():  # the same weights in the network and its EMA copy
+        assert torch.equal(checkpoint["state_dict"][f"network.{key}"], value)
+        assert torch.equal(checkpoint["state_dict"][f"ema.module.{key}"], value)
+    assert int(checkpoint["state_dict"]["ema.num_updates"]) == imported.step == 1234
+
+    module = RaMViD.load_from_checkpoint(out, map_location="cpu")
+    assert module.diffusion == DiffusionConfig(schedule="linear", steps=1000, prediction="eps")
+    assert module.network.config == imported.config
+
+    # vdiff test with the main job's (tiny) config: the checkpoint's network, clip and diffusion take precedence
+    run = tmp_path / "run"
+    config = tiny_config(run, data={"image_size": args["image_size"], "num_frames": 6, "size_range": [4.0, 6.0]})
+    vdiff.run(["test", "--config", str(config), "--ckpt_path", str(out)])
+    report = json.loads((run / "metrics_test.json").read_text())
+    assert report["checkpoint_global_step"] == 1234 and report["num_videos"] == 4

@@ -15,13 +15,14 @@ from diffusion.guidance import (
     downsample_video,
     raw_x0,
 )
-from networks.vdm_unet import VDMUNet
+from networks.vdm_unet import VDMUNet, VDMUNetConfig
 
 
 def tiny_denoiser(dtype=torch.float32, clip: bool = False, **kwargs) -> Denoiser:
     torch.manual_seed(0)
-    net = VDMUNet(image_size=8, in_channels=1, model_channels=8, channel_mult=(1, 2), num_res_blocks=1,
-                  attention_resolutions=(4,), attention_head_dim=8, dropout=0.0, **kwargs)
+    config = VDMUNetConfig(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
+                           attention_head_dim=8, dropout=0.0, **kwargs)
+    net = VDMUNet(config, image_size=8, channels=1)
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.2 * torch.randn_like(p))
