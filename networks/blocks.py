@@ -86,8 +86,7 @@ class UNetContext:
     """What the blocks of one forward pass may ask for besides their input features."""
 
     emb: Tensor  # (N, E) time (and condition) embedding, one row per item of the feature batch
-    batch: int = 1  # B
-    frames: int = 1  # T (per-frame layouts keep features as (B*T, C, H, W))
+    batch: int = 1  # B (per-frame layouts keep features as (B*T, C, H, W))
     frame_indices: Tensor | None = None  # (B, T) positions of the frame slots in the video
     attn_mask: Tensor | None = None  # (B, T, T) bool: query frame i may attend to key frame j
     real: Tensor | None = None  # (B, T) bool: False on padding slots

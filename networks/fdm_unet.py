@@ -14,7 +14,9 @@
     vectors R(d) on the key, query and value side (iRPE):
         a_ij = (q_i.k_j + q_i.R^K_ij + k_j.R^Q_ji) / sqrt(d_h),   out_i = sum_j softmax(a)_ij (v_j + R^V_ij);
   * real frames attend to real frames and padding slots to padding slots.
-- Observed frames enter clean with a 1 in an extra indicator channel, latent frames noisy with a 0.
+- Observed frames enter clean with a 1 in an extra indicator channel, latent frames noisy with a 0. (The released
+  forward puts the clean frames into the observed slots itself; here the caller does, as for every network of the
+  framework: samplers and the loss hand networks z with the given frames in place.)
 
 The released norm is a defect for padded passes: padding slots change the statistics, so what the sampler puts in
 a padding slot changes the real frames' output. ``temporal_norm="exclude_padding"`` takes the statistics over the
@@ -214,15 +216,14 @@ class FDMUNet(UNet):
         check_shape_arguments(image_size=image_size, channels=channels, max_frames=max_frames)
         emb = 4 * config.model_channels
         heads_up = config.num_heads_upsample or config.num_heads
-        for mult in config.channel_mult:
-            check_heads(mult * config.model_channels, config.num_heads)
-            check_heads(mult * config.model_channels, heads_up, "num_heads_upsample")
 
         def res_block(cin: int, cout: int) -> ResBlock:
             return ResBlock(cin, emb, cout, conv2d, group_norm, config.dropout, config.use_scale_shift_norm)
 
         def attention(ch: int, in_decoder: bool) -> FactorizedAttention:
-            return FactorizedAttention(ch, heads_up if in_decoder else config.num_heads, emb, config.temporal_norm)
+            heads, field = (heads_up, "num_heads_upsample") if in_decoder else (config.num_heads, "num_heads")
+            check_heads(ch, heads, field)
+            return FactorizedAttention(ch, heads, emb, config.temporal_norm)
 
         blocks = UNetBlocks(
             conv=conv2d,
@@ -265,7 +266,6 @@ class FDMUNet(UNet):
         ctx = UNetContext(
             emb=self.time_embed(time).repeat_interleave(k, dim=0),
             batch=b,
-            frames=k,
             frame_indices=mask.frame_indices,
             attn_mask=real[:, :, None] == real[:, None, :],  # real frames attend to real ones, padding to padding
             real=real,

@@ -75,15 +75,14 @@ class RaMViDUNet(UNet):
         check_shape_arguments(image_size=image_size, channels=channels)
         emb = 4 * config.model_channels
         heads_up = config.num_heads_upsample or config.num_heads
-        for mult in config.channel_mult:
-            check_heads(mult * config.model_channels, config.num_heads)
-            check_heads(mult * config.model_channels, heads_up, "num_heads_upsample")
 
         def res_block(cin: int, cout: int) -> ResBlock:
             return ResBlock(cin, emb, cout, conv3d, group_norm, config.dropout, config.use_scale_shift_norm)
 
         def attention(ch: int, in_decoder: bool) -> SelfAttention:
-            return SelfAttention(ch, heads_up if in_decoder else config.num_heads, qkv_layout="heads three d")
+            heads, field = (heads_up, "num_heads_upsample") if in_decoder else (config.num_heads, "num_heads")
+            check_heads(ch, heads, field)
+            return SelfAttention(ch, heads, qkv_layout="heads three d")
 
         blocks = UNetBlocks(
             conv=conv3d,

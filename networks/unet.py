@@ -84,7 +84,7 @@ class UNet(nn.Module):
         super().__init__()
         check_image_size(image_size, channel_mult)
         check_attention_resolutions(image_size, channel_mult, attention_resolutions)
-        self.image_size, self.model_channels = image_size, model_channels
+        self.image_size = image_size
         self.time_embed = TimeEmbedding(model_channels)
 
         self.input_blocks = nn.ModuleList([BlockSequence(blocks.conv(in_channels, model_channels))])

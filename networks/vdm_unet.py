@@ -294,7 +294,6 @@ class VDMUNet(UNet):
         ctx = UNetContext(
             emb=emb.repeat_interleave(t, dim=0),
             batch=b,
-            frames=t,
             frame_indices=frame_indices,
             attn_mask=temporal_attention_allowed(segments, padding),
         )

@@ -75,7 +75,7 @@ def test_vdm_temporal_attention_with_segments_and_padding_equals_explicit_softma
     segments = torch.tensor([[0, 0, 0, 1, 2], [0, 0, 0, 0, 0]])
     padding = torch.tensor([[False] * 5, [False, False, False, False, True]])
     allowed = temporal_attention_allowed(segments, padding)
-    ctx = UNetContext(emb=torch.zeros(b * t, 1), batch=b, frames=t, frame_indices=frame_indices, attn_mask=allowed)
+    ctx = UNetContext(emb=torch.zeros(b * t, 1), batch=b, frame_indices=frame_indices, attn_mask=allowed)
     q, k, v = rearrange(attention.qkv(attention.norm(x)), "(b t) (three heads d) y x -> three b (y x) heads t d",
                         b=b, three=3, heads=2)
     bias = attention.relative_position(frame_indices).masked_fill(~allowed[:, None], float("-inf"))
