@@ -267,7 +267,8 @@ class FramePredictor(nn.Module):
         for level in range(len(widths) - 1, 0, -1):
             width, finer = widths[level][1], widths[level - 1][1]
             merged = width if level == len(widths) - 1 else 2 * width
-            self.up_levels.append(nn.ModuleDict({"res_block": FrameResBlock(merged, finer), "upsample": upsample(finer)}))
+            stage = {"res_block": FrameResBlock(merged, finer), "upsample": upsample(finer)}
+            self.up_levels.append(nn.ModuleDict(stage))
         self.to_frame = nn.Conv2d(widths[0][1], channels, 3, padding=1)
 
     def forward(self, frame: Tensor, hidden: Hidden | None = None) -> tuple[Tensor, Hidden]:

@@ -2,10 +2,10 @@
 
 Each paper's network is this skeleton assembled from its own blocks (``UNetBlocks``): its convolution (3x3x3 on
 clips for RaMViD, 3x3 per frame for FDM and VDM), its norm (GroupNorm over each item of its feature batch: a whole
-clip for RaMViD, one frame for FDM and VDM), its residual and attention blocks and its resamplers. The skeleton lays the blocks
-out exactly as improved-diffusion does, so a released checkpoint's ``input_blocks.<i>.<j>`` / ``middle_block.<j>`` /
-``output_blocks.<i>.<j>`` indices are ours too and an official layout is one table of renames inside the blocks
-(``networks.official``):
+clip for RaMViD, one frame for FDM and VDM), its residual and attention blocks and its resamplers. The skeleton lays
+the blocks out exactly as improved-diffusion does, so a released checkpoint's ``input_blocks.<i>.<j>`` /
+``middle_block.<j>`` / ``output_blocks.<i>.<j>`` indices are ours too and an official layout is one table of renames
+inside the blocks (``networks.official``):
 
     input_blocks[0]           input convolution
     input_blocks[...]         per level: num_res_blocks x (ResBlock [+ attention]), then a Downsample (not after
@@ -102,7 +102,9 @@ class UNet(nn.Module):
                 skip_channels.append(ch)
                 resolution //= 2
 
-        self.middle_block = BlockSequence(blocks.res_block(ch, ch), blocks.attention(ch, False), blocks.res_block(ch, ch))
+        self.middle_block = BlockSequence(
+            blocks.res_block(ch, ch), blocks.attention(ch, False), blocks.res_block(ch, ch)
+        )
 
         self.output_blocks = nn.ModuleList()
         for level, mult in reversed(list(enumerate(channel_mult))):

@@ -152,7 +152,8 @@ def test_mask_argument_is_optional_and_ignored():
 
 
 # The released code's counts at the released flags (image_size 64, num_channels 128, scale_time_dim 0, script
-# defaults otherwise), measured by building diffusion_openai's create_model_and_diffusion (benchmarks/parameter_counts.py).
+# defaults otherwise), measured by building diffusion_openai's create_model_and_diffusion
+# (benchmarks/parameter_counts.py).
 @pytest.mark.parametrize("name,num_res_blocks,official", [("kinetics600", 3, 308_343_427), ("bair", 2, 235_071_875)])
 def test_paper_configs_have_the_released_parameter_count(name, num_res_blocks, official):
     with torch.device("meta"):

@@ -27,7 +27,14 @@ from networks.rvd import RVDNetwork, RVDNetworkConfig
 METHODS = {"fdm": fdm, "ramvid": ramvid, "rvd": rvd}
 NetworkConfig = Union[FDMUNetConfig, RaMViDUNetConfig, RVDNetworkConfig]
 
-__all__ = ["METHODS", "ImportedModel", "OfficialCheckpointError", "OfficialDiffusion", "load_official_args", "read_official"]
+__all__ = [
+    "METHODS",
+    "ImportedModel",
+    "OfficialCheckpointError",
+    "OfficialDiffusion",
+    "load_official_args",
+    "read_official",
+]
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,9 @@ def map_weights(
     for key, value in official.items():
         ours = rename(key, renames)
         if ours in mapped:
-            raise OfficialCheckpointError(f"{source}: official weights {origin[ours]!r} and {key!r} both map to {ours!r}")
+            raise OfficialCheckpointError(
+                f"{source}: official weights {origin[ours]!r} and {key!r} both map to {ours!r}"
+            )
         mapped[ours], origin[ours] = value, key
     leftover = [f"{origin[k]} (as {k})" if origin[k] != k else k for k in mapped if k not in expected]
     missing = [k for k in expected if k not in mapped]
@@ -51,12 +53,15 @@ def map_weights(
     if leftover:
         problems.append(f"{len(leftover)} official weights have no place in the network: " + ", ".join(leftover))
     if missing:
-        problems.append(f"{len(missing)} of the network's weights are missing from the checkpoint: " + ", ".join(missing))
+        problems.append(
+            f"{len(missing)} of the network's weights are missing from the checkpoint: " + ", ".join(missing)
+        )
     if wrong:
         problems.append(f"{len(wrong)} weights differ in shape: " + "; ".join(wrong))
     if problems:
         raise OfficialCheckpointError(
-            f"{source} does not fit the network rebuilt from its official arguments (check them): " + " | ".join(problems)
+            f"{source} does not fit the network rebuilt from its official arguments (check them): "
+            + " | ".join(problems)
         )
     return {k: mapped[k].detach().clone().float() if mapped[k].is_floating_point() else mapped[k] for k in expected}
 
@@ -66,4 +71,6 @@ def load_checkpoint(path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # UnpicklingError for foreign globals, RuntimeError / EOFError for broken files
-        raise OfficialCheckpointError(f"{path}: cannot be read as a checkpoint with weights_only=True ({error})") from None
+        raise OfficialCheckpointError(
+            f"{path}: cannot be read as a checkpoint with weights_only=True ({error})"
+        ) from None

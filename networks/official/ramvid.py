@@ -37,7 +37,9 @@ RENAMES = UNET_RENAMES  # the attention blocks' names (norm, qkv, proj_out) are 
 def network_config(args: Mapping[str, Any]) -> tuple[RaMViDUNetConfig, int, int]:
     """(config, image_size, channels) from the released flags."""
     if as_bool(args["class_cond"], "class_cond"):
-        raise OfficialCheckpointError("class_cond: class-conditional RaMViD models are not supported (none is released)")
+        raise OfficialCheckpointError(
+            "class_cond: class-conditional RaMViD models are not supported (none is released)"
+        )
     if int(args["scale_time_dim"]) != 0:
         raise OfficialCheckpointError(
             f"scale_time_dim: only 0 (no temporal downsampling, as every released RaMViD model) is supported, got "

@@ -105,7 +105,9 @@ def official_arguments(official_args: Mapping[str, Any] | None) -> dict[str, Any
 
 def network_config(args: Mapping[str, Any]) -> RVDNetworkConfig:
     if args["backbone"] != "resnet":
-        raise OfficialCheckpointError(f"backbone: only 'resnet' (the released models') is supported, got {args['backbone']!r}")
+        raise OfficialCheckpointError(
+            f"backbone: only 'resnet' (the released models') is supported, got {args['backbone']!r}"
+        )
     if args["transform_mode"] != "residual":
         raise OfficialCheckpointError(f"transform_mode: only 'residual' is supported, got {args['transform_mode']!r}")
     return RVDNetworkConfig(
