@@ -319,6 +319,15 @@ class VideoDiffusionModule(pl.LightningModule):
         """Extra network inputs taken from the batch (class labels, ...); none by default."""
         return {}
 
+    def diagnostic_inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, FrameMask, dict[str, Any]]:
+        """What ``metrics.denoising`` scores: one clip of ``clip.num_frames`` frames with the task's given frames
+        observed (at most all but one), the target x0 and the network conditioning."""
+        batch = cut_to_length(batch, self.clip.num_frames)
+        video = batch["video"]
+        num_given = min(self.task.num_given, self.clip.num_frames - 1)
+        mask = task_mask(self.task.task, video.shape[0], video.shape[1], num_given, batch["frame_indices"])
+        return video, mask, self.conditioning(batch)
+
     # ------------------------------------------------------------------------------------------------------ training
     def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
         """The paper's training objective on one batch."""
