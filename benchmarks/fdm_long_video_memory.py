@@ -27,13 +27,18 @@ sys.path.insert(0, str(REPO))
 def one_run(length: int, device: str, steps: int, scheme: str, image_size: int) -> dict:
     import torch
 
-    from lightning_modules.fdm import FDM
+    from lightning_modules.fdm import FDM, FDMUNetConfig
+    from lightning_modules.groups import ClipShape, RolloutConfig, SamplingConfig, TaskConfig
 
     torch.manual_seed(0)
-    model = FDM(num_frames=8, image_size=image_size, channels=3, model_channels=16, channel_mult=(1, 2),
-                attention_resolutions=(image_size // 2,), num_heads=2, diffusion_steps=1000, scheme=scheme,
-                video_length=length, frames_per_stage=4, num_given=4, sampler="ddim", sampling_steps=steps,
-                adaptive_distance="pixel").to(device).eval()
+    model = FDM(
+        clip=ClipShape(num_frames=8, image_size=image_size, channels=3),
+        network=FDMUNetConfig(model_channels=16, channel_mult=(1, 2), attention_resolutions=(image_size // 2,),
+                              num_heads=2),
+        sampling=SamplingConfig(sampler="ddim", steps=steps),
+        task=TaskConfig(num_given=4, video_length=length),
+        rollout=RolloutConfig(scheme=scheme, frames_per_stage=4, adaptive_distance="pixel"),
+    ).to(device).eval()
     video = torch.zeros(1, length, 3, image_size, image_size)  # on the CPU
     video[:, :4] = torch.rand(1, 4, 3, image_size, image_size) * 2 - 1
     if device.startswith("cuda"):

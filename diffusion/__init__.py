@@ -3,15 +3,32 @@
 Every method in the framework calls this package; none carries its own copy of the diffusion math.
 """
 
-from diffusion.denoiser import Denoiser
+from diffusion.denoiser import Denoiser, MaskedDenoiser
 from diffusion.masks import TASKS, FrameMask, RandomFrameMasks, default_frame_indices, observed_for_task, task_mask
-from diffusion.samplers import SAMPLERS, get_sampler, sample, sample_ddim, sample_ddpm, sample_predictor_corrector
+from diffusion.noise import NoiseSource, randn_like, row_seeds
+from diffusion.samplers import (
+    SAMPLERS,
+    get_sampler,
+    network_calls,
+    sample,
+    sample_ddim,
+    sample_ddpm,
+    sample_dpmpp_2m,
+    sample_dpmpp_2m_sde,
+    sample_dpmpp_3m,
+    sample_dpmpp_3m_sde,
+    sample_heun,
+    sample_predictor_corrector,
+    sampling_options,
+)
 from diffusion.schedules import (
+    GRIDS,
     SCHEDULES,
     CosineLogSNRSchedule,
     DiscreteSchedule,
     NoiseSchedule,
     build_schedule,
+    get_grid,
 )
 from diffusion.schemes import (
     CONTIGUOUS_SCHEMES,
@@ -29,6 +46,10 @@ from diffusion.schemes import (
 
 __all__ = [
     "Denoiser",
+    "MaskedDenoiser",
+    "NoiseSource",
+    "randn_like",
+    "row_seeds",
     "TASKS",
     "FrameMask",
     "RandomFrameMasks",
@@ -41,6 +62,15 @@ __all__ = [
     "sample_ddim",
     "sample_ddpm",
     "sample_predictor_corrector",
+    "sample_heun",
+    "sample_dpmpp_2m",
+    "sample_dpmpp_2m_sde",
+    "sample_dpmpp_3m",
+    "sample_dpmpp_3m_sde",
+    "network_calls",
+    "sampling_options",
+    "GRIDS",
+    "get_grid",
     "SCHEDULES",
     "CosineLogSNRSchedule",
     "DiscreteSchedule",

@@ -4,18 +4,22 @@ A network is called as ``network(z, time, mask, **cond)`` with z of shape (B, T,
 ``FrameMask``; it returns a tensor of z's shape in its own parameterization (eps, x0 or v). ``Denoiser`` hides that
 parameterization (k-diffusion's model wrapper): samplers only ever see x0_hat = D(z, t, mask), and the training loss
 is written once here for every method.
+
+``MaskedDenoiser`` binds the given frames, the frame mask and the conditioning to a denoiser (or any guided wrapper
+of one), so that a sampler sees one function of (z, t) and the noise levels of the schedule, nothing else.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+import math
+from typing import Any, Callable, Literal
 
 import torch
 from torch import Tensor
 
 from diffusion.masks import FrameMask
 from diffusion.parameterization import Prediction, check_prediction, training_target, x0_from_output
-from diffusion.schedules import NoiseSchedule
+from diffusion.schedules import NoiseSchedule, coefficient_dtype
 
 LossType = Literal["mse", "l1"]
 VideoNetwork = Callable[..., Tensor]
@@ -48,10 +52,12 @@ class Denoiser:
         self.clip_denoised = clip_denoised
 
     def network_output(self, z: Tensor, t: Tensor, mask: FrameMask, **cond) -> Tensor:
-        return self.network(z, self.schedule.network_time(t), mask, **cond)
+        # The network sees its time in float32 (float64 only for a float64 z), whatever dtype the time grid has.
+        time = self.schedule.network_time(t).to(coefficient_dtype(z))
+        return self.network(z, time, mask, **cond)
 
     def __call__(self, z: Tensor, t: Tensor, mask: FrameMask, **cond) -> Tensor:
-        alpha, sigma = (per_example(c, z) for c in self.schedule.alpha_sigma(t))
+        alpha, sigma = (per_example(c, z).to(z.dtype) for c in self.schedule.alpha_sigma(t))
         x0 = x0_from_output(self.network_output(z, t, mask, **cond), z, alpha, sigma, self.prediction)
         return x0.clamp(-1, 1) if self.clip_denoised else x0
 
@@ -90,3 +96,43 @@ class Denoiser:
             return ((per_frame * counted).sum(dim=1) / per_frame.shape[1]).mean()
         per_video = (per_frame * counted).sum(dim=1) / frames.clamp(min=1)
         return per_video.sum() / (frames > 0).sum().clamp(min=1)
+
+
+class MaskedDenoiser:
+    """x0_hat = D(z, t) for one batch of clips: the given frames, the mask and the conditioning bound.
+
+    Before every call the observed slots of z are set to the given frames (what a guided wrapper or a network with
+    frame conditioning expects), and the estimate returned holds the given frames exactly, so a sampler that ends on
+    the denoised estimate returns them bit for bit. ``t`` is one time (a 0-d tensor of the grid) for the whole batch.
+    The noise levels a sampler needs come from here too, as Python floats computed in float64: samplers never ask
+    which schedule or parameterization they run on. ``calls`` counts the denoiser calls made so far.
+    """
+
+    def __init__(
+        self, denoiser: Callable[..., Tensor], given: Tensor, mask: FrameMask, extra_args: dict[str, Any] | None = None
+    ):
+        if given.shape[:2] != mask.shape:
+            raise ValueError(f"mask: a FrameMask of shape {tuple(mask.shape)} does not fit clips {tuple(given.shape)}")
+        self.denoiser, self.given, self.mask = denoiser, given, mask.to(given.device)
+        self.extra_args = extra_args or {}
+        self.schedule: NoiseSchedule = denoiser.schedule
+        self.calls = 0
+
+    def __call__(self, z: Tensor, t: Tensor) -> Tensor:
+        self.calls += 1
+        z = self.mask.keep_observed(z, self.given)
+        time = torch.as_tensor(t).to(z.device).reshape(()).expand(z.shape[0])
+        return self.mask.keep_observed(self.denoiser(z, time, self.mask, **self.extra_args), self.given)
+
+    def alpha_sigma(self, t: Tensor) -> tuple[float, float]:
+        alpha, sigma = self.schedule.alpha_sigma(torch.as_tensor(t, dtype=torch.float64).reshape(1))
+        return alpha.item(), sigma.item()
+
+    def half_log_snr(self, t: Tensor) -> float:
+        """lambda = log(alpha_t / sigma_t), DPM-Solver's time variable (+inf at the clean state)."""
+        alpha, sigma = self.alpha_sigma(t)
+        return math.inf if sigma == 0 else math.log(alpha) - math.log(sigma)
+
+    def time_at(self, half_log_snr: float) -> Tensor:
+        """The time (float64, 0-d) whose log(alpha / sigma) is ``half_log_snr``."""
+        return self.schedule.time_from_log_snr(torch.tensor([2 * half_log_snr], dtype=torch.float64))[0]

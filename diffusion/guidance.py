@@ -1,7 +1,8 @@
 """Guided denoisers: conditional generation from a model trained without that condition (VDM, Sec. 3.1 and 3.3).
 
-Each wrapper has the ``Denoiser`` call interface ``(z, t, mask, **cond) -> x0_hat`` and a ``schedule``, so every
-sampler of ``diffusion/samplers.py`` runs it unchanged. Wrappers compose (the inner denoiser may itself be a wrapper):
+Each wrapper has the ``Denoiser`` call interface ``(z, t, mask, **cond) -> x0_hat`` and a ``schedule``, so
+``diffusion.sample`` binds it into a ``MaskedDenoiser`` like a plain ``Denoiser`` and every sampler runs it unchanged.
+Wrappers compose (the inner denoiser may itself be a wrapper):
 
     ReconstructionGuidedDenoiser(ClassifierFreeGuidanceDenoiser(Denoiser(network, schedule, "v"), weight=2), 50)
 
@@ -24,6 +25,7 @@ from torch import Tensor
 
 from diffusion.denoiser import Denoiser, per_example
 from diffusion.masks import FrameMask
+from diffusion.noise import NoiseGenerator, randn_like
 from diffusion.parameterization import x0_from_output
 from diffusion.schedules import NoiseSchedule
 
@@ -74,14 +76,6 @@ def _normal(x: Any) -> Any:
     return x
 
 
-def _noise(like: Tensor, generator: torch.Generator | None) -> Tensor:
-    if generator is None:
-        return torch.randn_like(like)
-    if hasattr(generator, "randn_like"):
-        return generator.randn_like(like)
-    return torch.randn(like.shape, generator=generator, device=generator.device, dtype=like.dtype).to(like.device)
-
-
 class GuidedDenoiser:
     """Shared plumbing: the inner denoiser, its schedule, clipping."""
 
@@ -128,16 +122,18 @@ class ClassifierFreeGuidanceDenoiser(GuidedDenoiser):
 
 class ReplacementDenoiser(GuidedDenoiser):
     """The replacement method: the observed slots of z_t hold a fresh noisy copy alpha_t x^a + sigma_t eps of the given
-    frames (the samplers put x^a there) before the network call; x0_hat^b then follows the joint model."""
+    frames (the samplers put x^a there) before the network call; x0_hat^b then follows the joint model. The noise comes
+    from ``generator`` (None, a ``torch.Generator``, or the ``NoiseSource`` of the batch's rows, as the sampler's)."""
 
-    def __init__(self, inner: DenoiserLike, generator: torch.Generator | None = None):
+    def __init__(self, inner: DenoiserLike, generator: NoiseGenerator = None):
         super().__init__(inner)
         check_guidable(inner)
         self.generator = generator
 
     def replaced(self, z: Tensor, t: Tensor, mask: FrameMask) -> Tensor:
         alpha, sigma = self.coefficients(t, z)
-        return mask.keep_observed(z, alpha * z + sigma * _noise(z, self.generator))  # z^a = alpha_t x^a + sigma_t eps
+        noised = alpha * z + sigma * randn_like(z, self.generator)  # z^a = alpha_t x^a + sigma_t eps
+        return mask.keep_observed(z, noised)
 
     def raw(self, z: Tensor, t: Tensor, mask: FrameMask, **cond: Any) -> Tensor:
         return raw_x0(self.inner, self.replaced(z, t, mask), t, mask, **cond)
@@ -153,7 +149,7 @@ class ReconstructionGuidedDenoiser(ReplacementDenoiser):
     overwrite it with x^a exactly.
     """
 
-    def __init__(self, inner: DenoiserLike, weight: float, generator: torch.Generator | None = None):
+    def __init__(self, inner: DenoiserLike, weight: float, generator: NoiseGenerator = None):
         super().__init__(inner, generator)
         if weight < 0:
             raise ValueError(f"reconstruction_weight: must be >= 0, got {weight}")

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from diffusion import SAMPLERS, SCHEDULES, TASKS, observed_for_task
+from diffusion import GRIDS, SAMPLERS, SCHEDULES, TASKS, observed_for_task
 from diffusion.parameterization import PREDICTIONS
 from diffusion.schemes import SCHEMES
 
@@ -75,6 +75,10 @@ class SamplingConfig:
     gamma: ancestral samplers' variance, log-interpolated between the posterior variance (0, DDPM "fixed small")
         and beta_t (1, "fixed large": what improved-diffusion, FDM and RaMViD sample with).
     pc_delta, corrector_steps: the predictor-corrector's Langevin step size and corrections per step (VDM: 0.1, 1).
+    s_churn: Heun's stochastic churn (Karras et al.; 0 = the deterministic probability-flow ODE).
+    sde_eta: noise of the DPM-Solver++ SDE samplers (1 = the SDE, 0 = deterministic).
+    grid: the time grid: uniform in t, uniform in log-SNR, or Karras et al.'s (exponent ``rho``);
+    sigma_max: start the grid where sigma / alpha = sigma_max (null = the schedule's noisiest time).
     seed: evaluation noise is seeded per clip by (seed, the clip's data set index, sample number).
     """
 
@@ -85,10 +89,15 @@ class SamplingConfig:
     gamma: float = 0.0
     pc_delta: float = 0.1
     corrector_steps: int = 1
+    s_churn: float = 0.0
+    sde_eta: float = 1.0
+    rho: float = 7.0
+    sigma_max: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
         _choice("sampling.sampler", self.sampler, SAMPLERS)
+        _choice("sampling.grid", self.grid, GRIDS)
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"sampling.steps: must be >= 1 or null (the full chain), got {self.steps}")
         if self.eta < 0:
@@ -99,6 +108,13 @@ class SamplingConfig:
             raise ValueError(f"sampling.pc_delta: the Langevin step size must be > 0, got {self.pc_delta}")
         if self.corrector_steps < 0:
             raise ValueError(f"sampling.corrector_steps: must be >= 0, got {self.corrector_steps}")
+        for name in ("s_churn", "sde_eta"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"sampling.{name}: must be >= 0, got {getattr(self, name)}")
+        if self.rho <= 0:
+            raise ValueError(f"sampling.rho: must be > 0, got {self.rho}")
+        if self.sigma_max is not None and self.sigma_max <= 0:
+            raise ValueError(f"sampling.sigma_max: must be > 0 or null, got {self.sigma_max}")
 
     def options(self) -> dict[str, Any]:
         """The sampler options under the names the samplers take."""
@@ -107,6 +123,10 @@ class SamplingConfig:
             "gamma": self.gamma,
             "delta": self.pc_delta,
             "corrector_steps": self.corrector_steps,
+            "s_churn": self.s_churn,
+            "sde_eta": self.sde_eta,
+            "rho": self.rho,
+            "sigma_max": self.sigma_max,
         }
 
 

@@ -144,6 +144,14 @@ class RVD(VideoDiffusionModule):
         # One diffusion time per video (drawn inside the loss), eps target, observed (warm-up) frames excluded.
         return self.denoiser(use_ema=False).loss(residual, mask, loss_type=self.loss_type, context=context)
 
+    def diagnostic_inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, FrameMask, dict[str, Any]]:
+        """The residuals of the ground-truth frames under teacher forcing, with their context."""
+        video, mask, _ = super().diagnostic_inputs(batch)
+        network = self.ema.module if self.uses_ema(None) else self.network
+        with torch.no_grad():
+            mu, context = network.teacher_forcing(video)
+        return self.to_residual(video, mu), mask, {"context": context}
+
     # ------------------------------------------------------------------------------------------------------ sampling
     @torch.no_grad()
     def rollout(

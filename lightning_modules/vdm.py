@@ -178,6 +178,13 @@ class VDM(VideoDiffusionModule):
                 f"network.num_classes: {self.num_classes} but the data module has {datamodule.num_classes} classes"
             )
 
+    def diagnostic_inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, FrameMask, dict[str, Any]]:
+        """The model is trained on noisy frames only (unless frame-conditioned): score it with nothing observed."""
+        video, mask, cond = super().diagnostic_inputs(batch)
+        if not self.frame_conditioning:
+            mask = FrameMask.from_observed(torch.zeros_like(mask.observed), mask.frame_indices)
+        return video, mask, cond
+
     # ----------------------------------------------------------------------------------------------------- training
     def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
         video = batch["video"]

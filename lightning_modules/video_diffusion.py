@@ -261,16 +261,13 @@ class VideoDiffusionModule(pl.LightningModule):
                     ) from missing
         return self._embedder
 
-    def clip_noise(self, batch: dict[str, Tensor], sample_number: int = 0, repeats: int = 1) -> NoiseSource:
-        """Noise streams for the rows of an evaluation batch, one per (clip, sample): seeded by (sampling.seed, the
-        clip's data set index, sample number), so the numbers do not depend on batching or on the number of
-        processes. ``repeats`` > 1 gives rows (clip b, sample n) for n in [sample_number, sample_number + repeats),
-        clip-major, as ``sample_many`` lays them out."""
+    def clip_noise(self, batch: dict[str, Tensor], num_samples: int = 1) -> NoiseSource:
+        """Noise streams for the rows of an evaluation batch, one per (clip, sample) in ``repeat_interleave`` order:
+        seeded by (sampling.seed, the clip's data set index, sample number), so the numbers do not depend on batching
+        or on the number of processes. The streams live on the CPU, so a GPU run draws the same noise."""
         if "index" not in batch:
             raise KeyError("evaluation needs the data set index of every clip: the batch has no 'index'")
-        indices = batch["index"].reshape(-1).long().tolist()
-        rows = [(index, sample_number + n) for index in indices for n in range(repeats)]
-        return NoiseSource.for_clips(self.sampling.seed, rows, device=self.device)
+        return NoiseSource.for_clips(self.sampling.seed, batch["index"].long(), num_samples)
 
     def sample_many(
         self,
@@ -318,6 +315,15 @@ class VideoDiffusionModule(pl.LightningModule):
     def conditioning(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Extra network inputs taken from the batch (class labels, ...); none by default."""
         return {}
+
+    def diagnostic_inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, FrameMask, dict[str, Any]]:
+        """What ``metrics.denoising`` scores: one clip of ``clip.num_frames`` frames with the task's given frames
+        observed (at most all but one), the target x0 and the network conditioning."""
+        batch = cut_to_length(batch, self.clip.num_frames)
+        video = batch["video"]
+        num_given = min(self.task.num_given, self.clip.num_frames - 1)
+        mask = task_mask(self.task.task, video.shape[0], video.shape[1], num_given, batch["frame_indices"])
+        return video, mask, self.conditioning(batch)
 
     # ------------------------------------------------------------------------------------------------------ training
     def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
@@ -389,7 +395,7 @@ class VideoDiffusionModule(pl.LightningModule):
             video,
             mask,
             n,
-            self.clip_noise(batch, repeats=n),
+            self.clip_noise(batch, num_samples=n),
             progress=self.trainer.progress_bar_callback is not None,
             **self.conditioning(batch),
         )

@@ -46,6 +46,7 @@ def test_print_config_shows_the_groups(name: str, capsys: pytest.CaptureFixture[
         (lambda: DiffusionConfig(prediction="score"), "diffusion.prediction"),
         (lambda: SamplingConfig(sampler="euler_a"), "sampling.sampler"),
         (lambda: SamplingConfig(steps=0), "sampling.steps"),
+        (lambda: SamplingConfig(grid="cosine"), "sampling.grid"),
         (lambda: SamplingConfig(gamma=1.5), "sampling.gamma"),
         (lambda: SamplingConfig(pc_delta=0.0), "sampling.pc_delta"),
         (lambda: TaskConfig(task="outpainting"), "task.task"),
@@ -62,7 +63,11 @@ def test_groups_check_themselves_naming_the_field(build, field: str) -> None:
 
 def test_every_sampler_option_is_reachable_from_the_sampling_group() -> None:
     options = SamplingConfig(sampler="predictor_corrector", gamma=0.3, pc_delta=0.05, corrector_steps=2, eta=0.5).options()
-    assert options == {"eta": 0.5, "gamma": 0.3, "delta": 0.05, "corrector_steps": 2}
+    assert options == {"eta": 0.5, "gamma": 0.3, "delta": 0.05, "corrector_steps": 2, "s_churn": 0.0, "sde_eta": 1.0,
+                       "rho": 7.0, "sigma_max": None}
+    from diffusion.samplers import sampling_options
+
+    assert set(options) == set(sampling_options()), "every option of every sampler and grid has a config field"
 
 
 # ---------------------------------------------------------------------------------------- optimiser and schedule

@@ -1,4 +1,5 @@
-"""Samplers: exactness with a perfect denoiser, bit-exact observed frames, seeding, step counts, padding."""
+"""Samplers: exactness with a perfect denoiser, bit-exact observed frames, seeding, step counts, padding, the option
+dispatch of ``sample``, network-call counts, and improved-diffusion's p_sample chain written out independently."""
 
 from __future__ import annotations
 
@@ -6,14 +7,38 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion.denoiser import Denoiser
+from diffusion.denoiser import Denoiser, MaskedDenoiser
 from diffusion.masks import FrameMask, default_frame_indices, task_mask
-from diffusion.samplers import get_sampler, sample, sample_ddim, sample_ddpm
-from diffusion.schedules import CosineLogSNRSchedule, DiscreteSchedule, build_schedule
+from diffusion.samplers import (
+    SAMPLERS,
+    get_sampler,
+    network_calls,
+    sample,
+    sample_ddim,
+    sample_ddpm,
+    sample_dpmpp_2m,
+    sample_heun,
+    sampling_options,
+)
+from diffusion.schedules import GRIDS, CosineLogSNRSchedule, DiscreteSchedule, build_schedule
 
 SHAPE = (2, 5, 2, 4, 4)  # B, T, C, H, W
 
-SAMPLER_OPTIONS = [("ddim", {"eta": 0.0}), ("ddim", {"eta": 1.0}), ("ddpm", {"gamma": 0.0}), ("ddpm", {"gamma": 1.0})]
+SAMPLER_OPTIONS = [
+    ("ddim", {"eta": 0.0}),
+    ("ddim", {"eta": 1.0}),
+    ("ddpm", {"gamma": 0.0}),
+    ("ddpm", {"gamma": 1.0}),
+    ("predictor_corrector", {"corrector_steps": 2}),
+    ("heun", {}),
+    ("heun", {"s_churn": 2.0}),
+    ("dpmpp_2m", {}),
+    ("dpmpp_2m_sde", {}),
+    ("dpmpp_3m", {}),
+    ("dpmpp_3m_sde", {"sde_eta": 0.5}),
+]
+STOCHASTIC = [(name, options) for name, options in SAMPLER_OPTIONS if name not in ("heun", "dpmpp_2m", "dpmpp_3m")
+              and options.get("eta", 1) != 0] + [("heun", {"s_churn": 2.0})]
 SCHEDULES = {"linear": lambda: DiscreteSchedule.linear(100), "cosine_logsnr": CosineLogSNRSchedule}
 
 
@@ -68,9 +93,7 @@ def mixed_mask() -> FrameMask:
 
 
 @pytest.mark.parametrize("name", ["linear", "cosine"])
-@pytest.mark.parametrize(
-    "sampler,options", [("ddim", {"eta": 0.0}), ("ddpm", {"gamma": 0.0}), ("ddpm", {"gamma": 1.0})]
-)
+@pytest.mark.parametrize("sampler,options", SAMPLER_OPTIONS)
 def test_perfect_denoiser_gives_x0_exactly_on_discrete_schedules(name, sampler, options):
     x0 = clip()
     schedule = build_schedule(name, 100)
@@ -80,14 +103,15 @@ def test_perfect_denoiser_gives_x0_exactly_on_discrete_schedules(name, sampler, 
     assert torch.equal(out[latent], x0[latent])
 
 
-def test_perfect_denoiser_ddim_recovers_x0_on_continuous_schedule():
+@pytest.mark.parametrize("sampler,options", SAMPLER_OPTIONS)
+def test_perfect_denoiser_recovers_x0_on_continuous_schedule(sampler, options):
     x0 = clip()
     schedule = CosineLogSNRSchedule()
-    out = sample(perfect_denoiser(x0, schedule), clip(1), mixed_mask(), sampler="ddim", steps=10, eta=0.0,
-                 generator=torch.Generator().manual_seed(0))
+    out = sample(perfect_denoiser(x0, schedule), clip(1), mixed_mask(), sampler=sampler, steps=10,
+                 generator=torch.Generator().manual_seed(0), **options)
     latent = FrameMask.per_frame(mixed_mask().latent, out).expand_as(out)
-    # The grid ends at t = 0 where sigma = sqrt(sigmoid(-20)) ~ 4.5e-5, so a residual of that size remains.
-    torch.testing.assert_close(out[latent], x0[latent], rtol=0, atol=1e-3)
+    # Every sampler's last step lands on x_hat = x0 itself.
+    assert torch.equal(out[latent], x0[latent])
 
 
 def test_perfect_denoiser_ddim_with_eta_zero_is_deterministic_given_noise():
@@ -95,9 +119,12 @@ def test_perfect_denoiser_ddim_with_eta_zero_is_deterministic_given_noise():
     schedule = DiscreteSchedule.linear(100)
     times = schedule.sampling_times(5)
     mask = task_mask("prediction", 2, 5, 1)
-    a = sample_ddim(perfect_denoiser(x0, schedule), torch.randn(SHAPE), clip(1), mask, times, eta=0.0)
-    b = sample_ddim(perfect_denoiser(x0, schedule), torch.randn(SHAPE), clip(1), mask, times, eta=0.0)
+    model = MaskedDenoiser(perfect_denoiser(x0, schedule), clip(1), mask)
+    noise = torch.randn(SHAPE)
+    a = sample_ddim(model, noise, times, eta=0.0)
+    b = sample_ddim(model, noise.clone(), times, eta=0.0)
     assert torch.equal(a, b)
+    assert torch.equal(a[:, 1:], x0[:, 1:]) and torch.equal(a[:, :1], clip(1)[:, :1])
 
 
 # ----------------------------------------------------------------------------- observed frames and finiteness
@@ -115,6 +142,18 @@ def test_observed_frames_are_kept_bit_exactly(schedule_name, sampler, options):
     assert torch.equal(out[observed], given[observed])
     assert torch.isfinite(out).all()
     assert not torch.equal(out[~observed], given[~observed])
+
+
+@pytest.mark.parametrize("sampler,options", SAMPLER_OPTIONS)
+def test_samplers_themselves_return_the_given_frames_exactly(sampler, options):
+    """Not only ``sample``: a sampler called on a masked denoiser ends on its estimate, which holds the given frames."""
+    given, mask = clip(), mixed_mask()
+    schedule = DiscreteSchedule.cosine(100)
+    model = MaskedDenoiser(Denoiser(TinyNet(), schedule, "v"), given, mask)
+    out = get_sampler(sampler)(model, torch.randn(SHAPE), GRIDS["karras"](schedule, 5),
+                               generator=torch.Generator().manual_seed(0), **options)
+    observed = FrameMask.per_frame(mask.observed, out).expand_as(out)
+    assert torch.equal(out[observed], given[observed])
 
 
 @pytest.mark.parametrize("sampler,options", SAMPLER_OPTIONS)
@@ -142,19 +181,20 @@ def test_denoiser_always_sees_the_given_frames(sampler, options):
 
     sample(Denoiser(network, DiscreteSchedule.linear(100), "eps"), given, mask, sampler=sampler, steps=5, **options)
     observed = FrameMask.per_frame(mask.observed, given).expand_as(given)
-    assert len(seen) == 5
+    assert len(seen) == network_calls(sampler, 5, **options)
     for z in seen:
         assert torch.equal(z[observed], given[observed])
 
 
+@pytest.mark.parametrize("grid", list(GRIDS))
 @pytest.mark.parametrize("sampler,options", SAMPLER_OPTIONS)
-def test_padding_slots_do_not_break_samplers(sampler, options):
+def test_padding_slots_do_not_break_samplers(sampler, options, grid):
     observed = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 0, 0, 0]], dtype=torch.bool)
     latent = torch.tensor([[0, 1, 1, 0, 0], [0, 0, 1, 1, 1]], dtype=torch.bool)  # example 0 has two padding slots
     mask = FrameMask(observed, latent, default_frame_indices(2, 5))
     given = clip()
     for schedule in (DiscreteSchedule.linear(100), CosineLogSNRSchedule()):
-        out = sample(Denoiser(TinyNet(), schedule, "eps"), given, mask, sampler=sampler, steps=5, **options)
+        out = sample(Denoiser(TinyNet(), schedule, "eps"), given, mask, sampler=sampler, steps=5, grid=grid, **options)
         assert torch.isfinite(out).all()
         obs = FrameMask.per_frame(observed, out).expand_as(out)
         assert torch.equal(out[obs], given[obs])
@@ -166,10 +206,16 @@ def test_unconditional_sampling_is_finite():
     assert out.shape == SHAPE and torch.isfinite(out).all()
 
 
+def test_mask_that_does_not_fit_the_clips_is_an_error():
+    with pytest.raises(ValueError, match="mask"):
+        sample(Denoiser(TinyNet(), DiscreteSchedule.linear(50), "eps"), clip(), task_mask("prediction", 2, 4, 1),
+               steps=2)
+
+
 # ----------------------------------------------------------------------------- seeding
 
 
-@pytest.mark.parametrize("sampler,options", SAMPLER_OPTIONS)
+@pytest.mark.parametrize("sampler,options", STOCHASTIC)
 def test_same_seed_same_sample_different_seed_different_sample(sampler, options):
     denoiser = Denoiser(TinyNet(), DiscreteSchedule.linear(100), "eps")
     given, mask = clip(), mixed_mask()
@@ -181,6 +227,19 @@ def test_same_seed_same_sample_different_seed_different_sample(sampler, options)
     a, b, c = run(0), run(0), run(1)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("sampler", ["heun", "dpmpp_2m", "dpmpp_3m"])
+def test_deterministic_samplers_draw_only_the_initial_noise(sampler):
+    """Two generators that agree on the first draw only give the same sample: no further noise is used."""
+    denoiser = Denoiser(TinyNet(), DiscreteSchedule.linear(100), "eps")
+    first = torch.Generator().manual_seed(0)
+    noise = torch.randn(SHAPE, generator=first)
+    model = MaskedDenoiser(denoiser, clip(), mixed_mask())
+    times = DiscreteSchedule.linear(100).sampling_times(4)
+    a = get_sampler(sampler)(model, noise, times, generator=torch.Generator().manual_seed(1))
+    b = get_sampler(sampler)(model, noise, times, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)
 
 
 # ----------------------------------------------------------------------------- step counts, callbacks, progress
@@ -198,21 +257,31 @@ def test_steps_none_on_continuous_schedule_uses_default_steps():
     assert net.calls == 256
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])  # predictor-corrector adds a corrector call per step
+@pytest.mark.parametrize("sampler,options", SAMPLER_OPTIONS)
 @pytest.mark.parametrize("steps", [1, 3, 7])
-def test_one_denoiser_call_per_step(sampler, steps):
+def test_network_calls_counts_the_denoiser_calls(sampler, options, steps):
     net = Counting(TinyNet())
-    sample(Denoiser(net, DiscreteSchedule.linear(50), "eps"), clip(), mixed_mask(), sampler=sampler, steps=steps)
-    assert net.calls == steps
+    sample(Denoiser(net, DiscreteSchedule.linear(50), "eps"), clip(), mixed_mask(), sampler=sampler, steps=steps,
+           **options)
+    assert net.calls == network_calls(sampler, steps, **options)
 
 
-@pytest.mark.parametrize("sampler_fn", [sample_ddim, sample_ddpm])
+def test_network_calls_of_each_family():
+    assert network_calls("ddim", 10) == network_calls("dpmpp_2m", 10) == network_calls("dpmpp_3m_sde", 10) == 10
+    assert network_calls("heun", 10) == 19  # two per step, one on the last
+    assert network_calls("predictor_corrector", 10) == 19  # default: one correction per step but the last
+    assert network_calls("predictor_corrector", 10, corrector_steps=3) == 10 + 27
+    with pytest.raises(ValueError, match="sampler"):
+        network_calls("euler", 10)
+
+
+@pytest.mark.parametrize("sampler_fn", [sample_ddim, sample_ddpm, sample_heun, sample_dpmpp_2m])
 def test_callback_sees_every_step(sampler_fn):
     schedule = DiscreteSchedule.linear(50)
     times = schedule.sampling_times(4)
     events = []
-    sampler_fn(Denoiser(TinyNet(), schedule, "eps"), torch.randn(SHAPE), clip(), mixed_mask(), times,
-               callback=events.append)
+    model = MaskedDenoiser(Denoiser(TinyNet(), schedule, "eps"), clip(), mixed_mask())
+    sampler_fn(model, torch.randn(SHAPE), times, callback=events.append)
     assert [e["i"] for e in events] == [0, 1, 2, 3]
     assert [e["t"].item() for e in events] == times[:-1].tolist()
     assert all(e["z"].shape == SHAPE and e["x0"].shape == SHAPE for e in events)
@@ -240,10 +309,13 @@ def test_extra_args_reach_the_network():
 def test_get_sampler():
     assert get_sampler("ddim") is sample_ddim
     assert get_sampler("ddpm") is sample_ddpm
+    assert get_sampler("heun") is sample_heun
     with pytest.raises(ValueError, match="sampler"):
         get_sampler("euler")
-    with pytest.raises(ValueError, match="sampler"):
-        sample(Denoiser(TinyNet(), DiscreteSchedule.linear(50), "eps"), clip(), mixed_mask(), sampler="heun", steps=2)
+    with pytest.raises(ValueError, match="sampler.*dpmpp_2m"):
+        sample(Denoiser(TinyNet(), DiscreteSchedule.linear(50), "eps"), clip(), mixed_mask(), sampler="lms", steps=2)
+    with pytest.raises(ValueError, match="grid.*karras"):
+        sample(Denoiser(TinyNet(), DiscreteSchedule.linear(50), "eps"), clip(), mixed_mask(), grid="cosine", steps=2)
 
 
 def test_too_many_steps_for_discrete_schedule():
@@ -251,10 +323,63 @@ def test_too_many_steps_for_discrete_schedule():
         sample(Denoiser(TinyNet(), DiscreteSchedule.linear(50), "eps"), clip(), mixed_mask(), steps=51)
 
 
-@pytest.mark.parametrize("schedule_name,atol", [("linear", 1e-5), ("cosine_logsnr", 1e-2)])
+def test_zero_steps_is_an_error_not_the_full_chain():
+    # BUG (diffusion/samplers.py, sample): `steps or default_sampling_steps` turns steps=0 into the full chain.
+    net = Counting(lambda z, time, mask: torch.zeros_like(z))
+    with pytest.raises(ValueError, match="steps"):
+        sample(Denoiser(net, DiscreteSchedule.linear(50), "eps"), clip(), mixed_mask(), steps=0)
+    assert net.calls == 0
+
+
+# ----------------------------------------------------------------------------- options from one config group
+
+
+def test_every_option_is_listed_with_its_default():
+    assert sampling_options() == {"eta": 0.0, "gamma": 0.0, "delta": 0.1, "corrector_steps": 1, "s_churn": 0.0,
+                                  "sde_eta": 1.0, "rho": 7.0, "sigma_max": None}
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_one_config_group_of_options_serves_every_sampler(sampler):
+    """``sample`` hands each sampler only its own options: the full group equals the sampler's own ones alone."""
+    group = {"eta": 0.5, "gamma": 0.3, "delta": 0.05, "corrector_steps": 2, "s_churn": 1.0, "sde_eta": 0.7, "rho": 5.0}
+    own = {k: v for k, v in group.items() if k in {"eta"} and sampler == "ddim" or k in {"gamma"} and sampler in
+           ("ddpm", "predictor_corrector") or k in {"delta", "corrector_steps"} and sampler == "predictor_corrector"
+           or k == "s_churn" and sampler == "heun" or k == "sde_eta" and sampler.endswith("_sde")}
+    denoiser = Denoiser(TinyNet(), DiscreteSchedule.linear(50), "eps")
+    a = sample(denoiser, clip(), mixed_mask(), sampler=sampler, steps=4, grid="karras",
+               generator=torch.Generator().manual_seed(0), **group)
+    b = sample(denoiser, clip(), mixed_mask(), sampler=sampler, steps=4, grid="karras", rho=5.0,
+               generator=torch.Generator().manual_seed(0), **own)
+    c = sample(denoiser, clip(), mixed_mask(), sampler=sampler, steps=4, grid="karras",
+               generator=torch.Generator().manual_seed(0), **own)
+    assert torch.equal(a, b)
+    assert not torch.equal(b, c)  # rho reached the grid
+
+
+@pytest.mark.parametrize("sampler,option,values", [
+    ("ddim", "eta", (0.0, 1.0)), ("ddpm", "gamma", (0.0, 1.0)), ("predictor_corrector", "delta", (0.1, 0.3)),
+    ("heun", "s_churn", (0.0, 5.0)), ("dpmpp_2m_sde", "sde_eta", (0.0, 1.0)), ("dpmpp_3m_sde", "sde_eta", (0.0, 1.0)),
+])
+def test_each_option_changes_its_sampler(sampler, option, values):
+    denoiser = Denoiser(TinyNet(), DiscreteSchedule.linear(50), "eps")
+    a, b = (sample(denoiser, clip(), mixed_mask(), sampler=sampler, steps=4,
+                   generator=torch.Generator().manual_seed(0), **{option: v}) for v in values)
+    assert not torch.allclose(a, b)
+
+
+def test_unknown_option_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="etta"):
+        sample(Denoiser(TinyNet(), DiscreteSchedule.linear(50), "eps"), clip(), mixed_mask(), steps=2, etta=0.5)
+
+
+# ----------------------------------------------------------------------------- relations between samplers
+
+
+@pytest.mark.parametrize("schedule_name,atol", [("linear", 1e-5), ("cosine_logsnr", 1e-4)])
 def test_ddim_with_eta_one_is_ddpm_with_posterior_variance(schedule_name, atol):
     # Song et al.: eta = 1 gives DDPM's posterior q(z_s | z_t, x_hat); both samplers draw the same noise in the same
-    # order, so they agree sample for sample (the continuous grid loses float32 precision near t = 1).
+    # order, so they agree sample for sample.
     denoiser = Denoiser(TinyNet(), SCHEDULES[schedule_name](), "eps")
     ddim = sample(denoiser, clip(), mixed_mask(), sampler="ddim", eta=1.0, steps=8,
                   generator=torch.Generator().manual_seed(0))
@@ -266,9 +391,69 @@ def test_ddim_with_eta_one_is_ddpm_with_posterior_variance(schedule_name, atol):
     assert not torch.allclose(ddpm, ddpm_large, atol=1e-2)
 
 
-def test_zero_steps_is_an_error_not_the_full_chain():
-    # BUG (diffusion/samplers.py, sample): `steps or default_sampling_steps` turns steps=0 into the full chain.
-    net = Counting(lambda z, time, mask: torch.zeros_like(z))
-    with pytest.raises(ValueError, match="steps"):
-        sample(Denoiser(net, DiscreteSchedule.linear(50), "eps"), clip(), mixed_mask(), steps=0)
-    assert net.calls == 0
+@pytest.mark.parametrize("schedule_name", list(SCHEDULES))
+def test_first_steps_of_dpm_solver_are_ddim_and_ddpm(schedule_name):
+    """DPM-Solver++'s first step is first order: with eta = 0 the DDIM step, with eta = 1 DDPM's posterior step.
+    With two steps (one step, then the landing) the samplers must agree; with more they must not (higher order)."""
+    denoiser = Denoiser(TinyNet(), SCHEDULES[schedule_name](), "eps")
+
+    def run(sampler, steps, **options):
+        return sample(denoiser, clip(), mixed_mask(), sampler=sampler, steps=steps,
+                      generator=torch.Generator().manual_seed(0), **options)
+
+    for steps, agree in ((2, True), (4, False)):
+        ddim, ddpm = run("ddim", steps), run("ddpm", steps, gamma=0.0)
+        for sampler in ("dpmpp_2m", "dpmpp_3m"):
+            assert torch.allclose(run(sampler, steps), ddim, rtol=0, atol=1e-5) is agree
+        for sampler in ("dpmpp_2m_sde", "dpmpp_3m_sde"):
+            assert torch.allclose(run(sampler, steps, sde_eta=1.0), ddpm, rtol=0, atol=1e-5) is agree
+
+
+def test_network_sees_fractional_discrete_times_on_the_log_snr_grid():
+    seen = []
+
+    def network(z, time, mask):
+        seen.append(time[0].item())
+        return torch.zeros_like(z)
+
+    schedule = DiscreteSchedule.linear(100)
+    sample(Denoiser(network, schedule, "eps"), clip(), mixed_mask(), sampler="ddim", steps=6, grid="logsnr")
+    times = GRIDS["logsnr"](schedule, 6)[:-1]
+    torch.testing.assert_close(torch.tensor(seen, dtype=torch.float64), times * 10, rtol=0, atol=1e-4)
+    assert any(abs(t - round(t)) > 0.01 for t in seen)
+
+
+# ----------------------------------------------------------------------------- improved-diffusion's p_sample
+
+
+@pytest.mark.parametrize("gamma,variance", [(1.0, "FIXED_LARGE"), (0.0, "FIXED_SMALL")])
+def test_full_chain_ancestral_sampler_is_improved_diffusions_p_sample(gamma, variance):
+    """The 1000-step chain of ``sample_ddpm`` equals improved-diffusion's p_sample_loop, written here from Ho et al.'s
+    formulas in float64: x_0 estimate from eps (clipped), posterior mean coefficients, variance beta_t (FIXED_LARGE)
+    or the posterior variance (FIXED_SMALL), no noise at t = 0. Same noise draws in the same order."""
+    schedule = DiscreteSchedule.linear(1000)
+    net = TinyNet()
+    mask = task_mask("unconditional", 2, 5, 0)
+    given = torch.zeros(SHAPE)
+    ours = sample(Denoiser(net, schedule, "eps", clip_denoised=True), given, mask, sampler="ddpm", gamma=gamma,
+                  generator=torch.Generator().manual_seed(0))
+
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    alphas_cumprod = torch.cumprod(1 - betas, 0)
+    alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
+    posterior_variance = betas * (1 - alphas_cumprod_prev) / (1 - alphas_cumprod)
+    coef1 = betas * alphas_cumprod_prev.sqrt() / (1 - alphas_cumprod)
+    coef2 = (1 - alphas_cumprod_prev) * (1 - betas).sqrt() / (1 - alphas_cumprod)
+    model_variance = betas if variance == "FIXED_LARGE" else posterior_variance
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(SHAPE, generator=generator)
+    with torch.no_grad():
+        for t in range(999, -1, -1):
+            eps = net(x, torch.full((2,), t * 1.0), mask).double()
+            x0 = (x.double() / alphas_cumprod[t].sqrt() - (1 / alphas_cumprod[t] - 1).sqrt() * eps).clamp(-1, 1)
+            mean = coef1[t] * x0 + coef2[t] * x.double()
+            if t > 0:
+                x = (mean + model_variance[t].sqrt() * torch.randn(SHAPE, generator=generator)).float()
+            else:
+                x = mean.float()
+    torch.testing.assert_close(ours, x, rtol=0, atol=2e-5)

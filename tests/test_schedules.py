@@ -1,4 +1,5 @@
-"""Noise schedules: known values of the discrete chains, the VP identity, the clean state and the sampling grids."""
+"""Noise schedules: known values of the discrete chains, the VP identity, the clean state, fractional discrete times,
+the inverse of the log-SNR, and the sampling grids (uniform, log-SNR, Karras)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ import torch
 
 from diffusion.schedules import (
     CLEAN_DISCRETE_TIME,
+    GRIDS,
     CosineLogSNRSchedule,
     DiscreteSchedule,
     build_schedule,
     cosine_betas,
+    get_grid,
+    karras_grid,
     linear_betas,
+    logsnr_grid,
+    uniform_grid,
 )
 
 
@@ -238,3 +244,123 @@ def test_build_schedule_known_names(name, cls, discrete):
 def test_build_schedule_unknown_name():
     with pytest.raises(ValueError, match="schedule"):
         build_schedule("quadratic")
+
+
+# ----------------------------------------------------------------------------- fractional times and the inverse
+
+
+def test_discrete_log_snr_is_the_chains_at_integers_and_linear_between():
+    schedule = DiscreteSchedule.cosine(1000)
+    table = torch.log(schedule.alpha_bar / (1 - schedule.alpha_bar))
+    t = torch.arange(1000, dtype=torch.float64)
+    torch.testing.assert_close(schedule.log_snr(t), table, rtol=0, atol=1e-12)
+    torch.testing.assert_close(schedule.log_snr(t[:-1] + 0.25), 0.75 * table[:-1] + 0.25 * table[1:], rtol=0,
+                               atol=1e-12)
+    fine = schedule.log_snr(torch.linspace(0, 999, 20001, dtype=torch.float64))
+    assert torch.all(fine[1:] < fine[:-1])
+    alpha, sigma = schedule.alpha_sigma(torch.tensor([3.5, 500.25], dtype=torch.float64))
+    torch.testing.assert_close(alpha**2 + sigma**2, torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-12)
+    # t < 0 is the clean state; beyond the chain the last step.
+    clean_alpha, clean_sigma = schedule.alpha_sigma(torch.tensor([-1.0, -0.5]))
+    assert clean_alpha.tolist() == [1.0, 1.0] and clean_sigma.tolist() == [0.0, 0.0]
+    assert schedule.log_snr(torch.tensor([1500.0])).item() == pytest.approx(table[-1].item())
+
+
+def test_coefficient_precision_follows_the_time_dtype():
+    for schedule in (DiscreteSchedule.linear(100), CosineLogSNRSchedule()):
+        assert schedule.alpha_sigma(torch.tensor([0.5], dtype=torch.float64))[0].dtype == torch.float64
+        assert schedule.alpha_sigma(torch.tensor([0.5]))[0].dtype == torch.float32
+        assert schedule.network_time(torch.tensor([0.5])).dtype == torch.float32
+    assert DiscreteSchedule.linear(100).alpha_sigma(torch.tensor([5]))[0].dtype == torch.float32
+
+
+def test_network_time_of_fractional_discrete_times():
+    schedule = DiscreteSchedule.linear(500)
+    torch.testing.assert_close(schedule.network_time(torch.tensor([0.5, 249.25], dtype=torch.float64)),
+                               torch.tensor([1.0, 498.5], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("schedule", [DiscreteSchedule.linear(1000), DiscreteSchedule.cosine(100),
+                                      CosineLogSNRSchedule()], ids=["linear", "cosine", "cosine_logsnr"])
+def test_time_from_log_snr_inverts_log_snr(schedule):
+    t = torch.linspace(0, schedule.noisiest_time, 37, dtype=torch.float64)
+    torch.testing.assert_close(schedule.time_from_log_snr(schedule.log_snr(t)), t, rtol=0, atol=1e-7)
+    if schedule.discrete:
+        assert schedule.time_from_log_snr(torch.tensor([math.inf])).item() == CLEAN_DISCRETE_TIME
+
+
+# ----------------------------------------------------------------------------- grids
+
+
+SCHEDULE_FACTORIES = {"linear": lambda: DiscreteSchedule.linear(1000), "cosine": lambda: DiscreteSchedule.cosine(1000),
+                      "cosine_logsnr": CosineLogSNRSchedule}
+
+
+@pytest.mark.parametrize("name", list(SCHEDULE_FACTORIES))
+@pytest.mark.parametrize("grid", list(GRIDS))
+@pytest.mark.parametrize("steps", [1, 2, 9])
+def test_every_grid_runs_from_the_noisiest_time_to_the_clean_end(name, grid, steps):
+    schedule = SCHEDULE_FACTORIES[name]()
+    times = GRIDS[grid](schedule, steps)
+    assert times.shape == (steps + 1,)
+    assert torch.all(times[1:] < times[:-1])
+    assert times[0].item() == schedule.noisiest_time
+    if schedule.discrete:
+        assert times[-1].item() == CLEAN_DISCRETE_TIME
+        assert times[-2].item() == (0 if steps > 1 else schedule.noisiest_time)  # the least noisy step is visited
+    else:
+        assert times[-1].item() == 0.0
+
+
+def test_uniform_grid_is_the_schedules_sampling_times():
+    for schedule in (DiscreteSchedule.linear(1000), CosineLogSNRSchedule()):
+        assert torch.equal(uniform_grid(schedule, 7), schedule.sampling_times(7))
+    assert uniform_grid(DiscreteSchedule.linear(1000), 4).tolist() == [999, 666, 333, 0, -1]
+
+
+@pytest.mark.parametrize("name", list(SCHEDULE_FACTORIES))
+def test_logsnr_grid_is_evenly_spaced_in_log_snr(name):
+    schedule = SCHEDULE_FACTORIES[name]()
+    times = logsnr_grid(schedule, 8)
+    noisy = times[:-1] if schedule.discrete else times
+    steps = schedule.log_snr(noisy).diff()
+    torch.testing.assert_close(steps, steps.mean().expand_as(steps), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", list(SCHEDULE_FACTORIES))
+def test_karras_grid_is_evenly_spaced_in_s_to_the_one_over_rho(name):
+    schedule = SCHEDULE_FACTORIES[name]()
+    for rho in (3.0, 7.0):
+        times = karras_grid(schedule, 8, rho=rho)
+        noisy = times[:-1] if schedule.discrete else times
+        alpha, sigma = schedule.alpha_sigma(noisy)
+        spacing = ((sigma / alpha) ** (1 / rho)).diff()
+        torch.testing.assert_close(spacing, spacing.mean().expand_as(spacing), rtol=1e-6, atol=1e-9)
+    assert not torch.equal(karras_grid(schedule, 8, rho=3.0), karras_grid(schedule, 8, rho=7.0))
+    with pytest.raises(ValueError, match="rho"):
+        karras_grid(schedule, 8, rho=0.0)
+
+
+@pytest.mark.parametrize("grid", list(GRIDS))
+def test_sigma_max_starts_the_grid_at_that_noise_level(grid):
+    for schedule in (DiscreteSchedule.linear(1000), CosineLogSNRSchedule()):
+        times = GRIDS[grid](schedule, 6, sigma_max=20.0)
+        alpha, sigma = schedule.alpha_sigma(times[:1].double())
+        rounding = 0.05 if schedule.discrete and grid == "uniform" else 1e-9  # rounded to an integer step
+        assert (sigma / alpha).item() == pytest.approx(20.0, rel=rounding)
+        assert times[-1].item() == (CLEAN_DISCRETE_TIME if schedule.discrete else 0.0)
+        # Above the schedule's largest level the grid starts where it always does.
+        assert torch.equal(GRIDS[grid](schedule, 6, sigma_max=1e9), GRIDS[grid](schedule, 6))
+        with pytest.raises(ValueError, match="sigma_max"):
+            GRIDS[grid](schedule, 6, sigma_max=1e-6)
+
+
+def test_grid_steps_are_checked_and_names_are_known():
+    for grid in GRIDS.values():
+        with pytest.raises(ValueError, match="steps"):
+            grid(DiscreteSchedule.linear(50), 51)
+        with pytest.raises(ValueError, match="steps"):
+            grid(CosineLogSNRSchedule(), 0)
+    assert get_grid("karras") is karras_grid
+    with pytest.raises(ValueError, match="grid.*logsnr"):
+        get_grid("exponential")

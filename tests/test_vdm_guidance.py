@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion import CosineLogSNRSchedule, Denoiser, FrameMask, sample, task_mask
+from diffusion import CosineLogSNRSchedule, Denoiser, FrameMask, NoiseSource, sample, task_mask
 from diffusion.guidance import (
     ClassifierFreeGuidanceDenoiser,
     ReconstructionGuidedDenoiser,
@@ -70,7 +70,9 @@ def test_guidance_works_under_inference_mode_and_keeps_given_frames_exact() -> N
     given = torch.rand(2, 5, 1, 8, 8) * 2 - 1
     with torch.inference_mode():
         given_inf = given.clone()
-        pairs = [(ReconstructionGuidedDenoiser(denoiser, 50.0), "predictor_corrector"), (ReplacementDenoiser(denoiser), "ddpm")]
+        reconstruction, replacement = ReconstructionGuidedDenoiser(denoiser, 50.0), ReplacementDenoiser(denoiser)
+        pairs = [(reconstruction, "predictor_corrector"), (replacement, "ddpm"), (reconstruction, "heun"),
+                 (replacement, "dpmpp_2m_sde"), (reconstruction, "dpmpp_3m")]
         for guided, sampler in pairs:
             out = sample(guided, given_inf, mask, sampler=sampler, steps=2, generator=torch.Generator().manual_seed(0))
             assert torch.equal(out[mask.observed], given[mask.observed])
@@ -101,6 +103,20 @@ def test_replacement_feeds_a_noised_copy_of_the_given_frames() -> None:
     seen = net.seen[0]
     torch.testing.assert_close(seen[:, 0], alpha * given[:, 0] + sigma * eps[:, 0])
     assert torch.equal(seen[:, 1:], z[:, 1:])  # latent slots untouched
+
+
+def test_replacement_draws_each_rows_noise_from_its_own_stream() -> None:
+    net = RecordingNetwork()
+    schedule = CosineLogSNRSchedule()
+    mask = task_mask("prediction", 2, 3, 1)
+    given = torch.rand(2, 3, 1, 4, 4)
+    z = mask.keep_observed(torch.randn_like(given), given)
+    time = torch.tensor([0.3, 0.6])
+    ReplacementDenoiser(Denoiser(net, schedule, "eps"), generator=NoiseSource.for_examples([11, 12]))(z, time, mask)
+    alpha, sigma = schedule.alpha_sigma(time)
+    for b, seed in enumerate((11, 12)):
+        eps = torch.randn(given.shape[1:], generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(net.seen[0][b, 0], alpha[b] * given[b, 0] + sigma[b] * eps[0])
 
 
 def test_classifier_free_guidance_weight_zero_is_the_conditional_model() -> None:

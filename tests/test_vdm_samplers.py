@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from diffusion import SAMPLERS, CosineLogSNRSchedule, get_sampler, sample, task_mask
+from diffusion import SAMPLERS, CosineLogSNRSchedule, MaskedDenoiser, get_sampler, sample, task_mask
+from diffusion.noise import randn_like
 from diffusion.parameterization import (
     eps_from_v,
     training_target,
@@ -17,7 +18,7 @@ from diffusion.parameterization import (
     x0_from_output,
     x0_from_v,
 )
-from diffusion.samplers import ancestral_step, langevin_correction, randn_like, sample_ddpm, sample_predictor_corrector
+from diffusion.samplers import ancestral_step, langevin_correction, sample_ddpm, sample_predictor_corrector
 
 DATA_STD = 0.5
 
@@ -82,14 +83,15 @@ def test_ddpm_is_vdms_ancestral_step_with_gamma() -> None:
     noise = torch.randn(1, 2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     times = denoiser.schedule.sampling_times(5)
     for gamma in (0.0, 0.3, 1.0):
-        out = sample_ddpm(denoiser, noise, noise, mask, times, gamma=gamma, generator=torch.Generator().manual_seed(1))
+        model = MaskedDenoiser(denoiser, noise, mask)
+        out = sample_ddpm(model, noise, times, gamma=gamma, generator=torch.Generator().manual_seed(1))
         generator, z = torch.Generator().manual_seed(1), noise
         for i in range(len(times) - 1):
             x0 = denoiser(z, times[i].expand(1), mask)
             if i == len(times) - 2:
                 z = x0
                 break
-            (a_t, s_t), (a_s, s_s) = (denoiser.schedule.alpha_sigma(times[j].reshape(1)) for j in (i, i + 1))
+            (a_t, s_t), (a_s, s_s) = (denoiser.schedule.alpha_sigma(times[j].float().reshape(1)) for j in (i, i + 1))
             z = ancestral_step(z, x0, a_t, s_t, a_s, s_s, gamma, randn_like(z, generator))
         torch.testing.assert_close(out, z)
 
