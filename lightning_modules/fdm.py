@@ -30,10 +30,10 @@ from diffusion import FrameMask
 from diffusion.frame_sampling import PADDING, fdm_training_slots
 from diffusion.schemes import Stage, scheme_image
 from lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, RolloutConfig, SamplingConfig, TaskConfig
-from lightning_modules.network_configs import FDMUNet, FDMUNetConfig
 from lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
 from metrics.protocol import EvaluationProtocol
 from metrics.report import run_dir
+from networks import FDMUNet, FDMUNetConfig
 from video_io import write_png
 
 

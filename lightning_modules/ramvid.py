@@ -15,7 +15,7 @@ from diffusion import RandomFrameMasks
 from lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, RolloutConfig, SamplingConfig, TaskConfig
 from lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
 from metrics.protocol import EvaluationProtocol
-from lightning_modules.network_configs import RaMViDUNet, RaMViDUNetConfig
+from networks import RaMViDUNet, RaMViDUNetConfig
 
 
 class RaMViD(VideoDiffusionModule):

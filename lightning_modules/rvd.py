@@ -29,9 +29,9 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from diffusion import Denoiser, FrameMask, observed_for_task, sample
 from diffusion.schedules import NoiseSchedule
 from lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, SamplingConfig, TaskConfig
-from lightning_modules.network_configs import RVDNetwork, RVDNetworkConfig
 from lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
 from metrics.protocol import EvaluationProtocol
+from networks import RVDNetwork, RVDNetworkConfig
 
 
 class ResidualDenoiser(Denoiser):

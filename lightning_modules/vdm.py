@@ -38,9 +38,9 @@ from diffusion.guidance import (
     downsample_video,
 )
 from lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, RolloutConfig, SamplingConfig, TaskConfig
-from lightning_modules.network_configs import VDMUNet, VDMUNetConfig
 from lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
 from metrics.protocol import EvaluationProtocol
+from networks import VDMUNet, VDMUNetConfig
 
 CONDITIONING_METHODS = ("replacement", "reconstruction", "direct")
 
