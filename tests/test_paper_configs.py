@@ -111,7 +111,8 @@ def lookup(config: dict[str, Any], key: str) -> Any:
 
 def same(actual: Any, expected: Any) -> bool:
     if isinstance(expected, float) or isinstance(actual, float):
-        return isinstance(actual, (int, float)) and isinstance(expected, (int, float)) and actual == pytest.approx(expected)
+        numbers = isinstance(actual, (int, float)) and isinstance(expected, (int, float))
+        return numbers and actual == pytest.approx(expected)
     if isinstance(expected, list):
         return isinstance(actual, (list, tuple)) and len(actual) == len(expected) and all(map(same, actual, expected))
     return actual == expected
@@ -189,7 +190,7 @@ def test_fdm_protocol_config_evaluates_the_trained_model() -> None:
         assert train["init_args"][group] == test["init_args"][group], f"fdm_carla_test.yaml: {group} differs"
 
 
-@pytest.mark.parametrize("config", ["experiments/rvd_bair.yaml", "experiments/rvd_bair_1to15.yaml", "experiments/rvd_128.yaml"])
+@pytest.mark.parametrize("config", [c for c in PAPER_CONFIGS if "/rvd_" in c])
 def test_rvd_learning_rate_follows_the_released_trainer(config: str) -> None:
     """The released trainer (modules/trainer.py:124-136) calls ``scheduler.step()`` on a LambdaLR with
     max(0.8 ** epoch, 0.2) before the optimiser step of every iteration s >= 100000; iteration s therefore uses
