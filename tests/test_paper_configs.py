@@ -38,9 +38,6 @@ PAPER_CONFIGS = (
     "experiments/rvd_bair_1to15.yaml",
     "experiments/rvd_128.yaml",
 )
-# Networks that are not yet the official ones (issue 13): their count rows must flip when the networks land.
-NOT_YET_OFFICIAL = {"experiments/ramvid_bair.yaml", "experiments/ramvid_kinetics600.yaml"}
-
 M = "model.init_args."
 # Rows every paper config's table must have, so that a setting cannot leave the specification silently.
 REQUIRED = (
@@ -166,18 +163,7 @@ def network_parameters(config: str, monkeypatch: pytest.MonkeyPatch) -> int:
     return sum(p.numel() for p in module.network.parameters())
 
 
-@pytest.mark.parametrize(
-    "config",
-    [
-        pytest.param(
-            c,
-            marks=pytest.mark.xfail(strict=True, reason="networks not yet equal to the official code (issue 13)"),
-        )
-        if c in NOT_YET_OFFICIAL
-        else c
-        for c in PAPER_CONFIGS
-    ],
-)
+@pytest.mark.parametrize("config", PAPER_CONFIGS)
 def test_parameter_count_is_the_official_one(config: str, monkeypatch: pytest.MonkeyPatch) -> None:
     expected = SPEC[config]["rows"]["parameters"]
     assert network_parameters(config, monkeypatch) == expected, f"{config}: PAPERS.md's count is {expected:,}"
