@@ -38,6 +38,7 @@ from diffusion.schemes import (
 )
 from lightning_modules.video_diffusion import VideoDiffusionModule
 from metrics.protocol import EvaluationProtocol
+from metrics.report import run_dir
 from networks.fdm_unet import FDMUNet
 from video_io import write_png
 
@@ -284,7 +285,7 @@ class FDM(VideoDiffusionModule):
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
         if self.trainer.is_global_zero:  # the scheme's settings next to the numbers
-            path = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "metrics_test.json"
+            path = run_dir(self.trainer) / "metrics_test.json"
             if path.is_file():
                 report = json.loads(path.read_text())
                 report.update(self.scheme_settings())
@@ -324,7 +325,7 @@ class FDM(VideoDiffusionModule):
         return {"samples": samples, "video": data.cpu(), "observed": observed, "index": batch.get("index")}
 
     def write_scheme_picture(self, stages: list[Stage], observed: list[tuple[int, ...]]) -> Path:
-        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions"
+        out_dir = run_dir(self.trainer) / "predictions"
         image = scheme_image(stages, self.video_length, self.num_given, observed)
         path = write_png(out_dir / f"scheme_{self.scheme}.png", image)
         rank_zero_info(f"Scheme {self.scheme!r}: {len(stages)} stages, picture at {path.resolve()}")

@@ -8,7 +8,6 @@ the copy-last-frame baseline, long-video rollout and checkpointed EMA come from 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -32,6 +31,7 @@ from diffusion import (
 )
 from diffusion.parameterization import check_prediction
 from metrics.protocol import EvaluationProtocol, VideoEvaluation
+from metrics.report import run_dir
 
 
 def frame_metrics(prefix: str) -> MetricCollection:
@@ -260,7 +260,7 @@ class VideoDiffusionModule(pl.LightningModule):
         flat.update({f"test/copy_last_frame/{k}": v for k, v in baseline.items()})
         self.log_dict(flat, sync_dist=False)
         if self.trainer.is_global_zero:
-            out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+            out_dir = run_dir(self.trainer)
             out_dir.mkdir(parents=True, exist_ok=True)
             path = out_dir / "metrics_test.json"
             path.write_text(json.dumps(report, indent=2) + "\n")
