@@ -107,7 +107,8 @@ def check_checkpoint_matches(path: Path, model: nn.Module, configured_class_path
     if not isinstance(state, Mapping):
         raise CheckpointMismatchError(f"--ckpt_path {path}: not a Lightning checkpoint (it has no 'state_dict')")
     hparams = checkpoint.get("hyper_parameters") or {}
-    configured = f"{configured_class_path} ({type(model).__module__}.{type(model).__qualname__})"
+    full_name = f"{type(model).__module__}.{type(model).__qualname__}"
+    configured = configured_class_path if configured_class_path == full_name else f"{configured_class_path} ({full_name})"
     saved_class = hparams.get("_class_path")
     holds = f"holds a {saved_class} model" if saved_class else "was not written by the vdiff CLI (no class recorded)"
     if saved_class and not _same_class(saved_class, type(model)):

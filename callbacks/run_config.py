@@ -26,6 +26,13 @@ class RunConfigSaver(SaveConfigCallback):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=self.multifile)
         self.already_saved = True
+        # Lightning merges the module's and the data module's hyper-parameters into one flat dict for the loggers
+        # and refuses keys with two values (FDM's num_frames is frames per pass, the data's is the video length), so
+        # data modules keep theirs out of that merge and they are logged here, under "data".
+        data_hparams = getattr(trainer.datamodule, "hparams", None)
+        if data_hparams:
+            for logger in trainer.loggers:
+                logger.log_hyperparams({"data": dict(data_hparams)})
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._save(trainer)

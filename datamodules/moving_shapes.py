@@ -157,7 +157,7 @@ class MovingShapesDataModule(ClipDataModule):
         offscreen: float = 0.0,
     ):
         super().__init__(batch_size, eval_batch_size, num_workers)
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # logged under "data" by callbacks.RunConfigSaver
         self.num_frames, self.image_size, self.channels = num_frames, image_size, channels
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.predict_size = predict_size

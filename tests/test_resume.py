@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,15 +12,9 @@ from torch.utils.data import Dataset
 import vdiff
 from datamodules.loaders import ResumableLoader, ResumableSampler, SeededItems
 from tests.run_callbacks import read_losses
-from tests.tiny_run import REPO, tiny_config
+from tests.tiny_run import run_vdiff, tiny_config
 
 RECORDER = "tests.run_callbacks.RecordLosses"
-
-
-def run_in_subprocess(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "vdiff", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
 
 
 def signal_at(step: int, name: str) -> list[str]:
@@ -50,7 +41,7 @@ def test_runs_stopped_three_times_match_the_uninterrupted_run_step_by_step(tmp_p
     assert stop.value.code == 128 + 15
     assert torch.load(last, weights_only=True)["global_step"] == 4
     # 2. Resumed, then SIGKILL after step 7: nothing saved since the periodic checkpoint of step 6 (mid-epoch 1).
-    killed = run_in_subprocess("fit", "--config", str(config), "--ckpt_path", "last", *signal_at(7, "SIGKILL"))
+    killed = run_vdiff("fit", "--config", str(config), "--ckpt_path", "last", *signal_at(7, "SIGKILL"))
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert torch.load(last, weights_only=True)["global_step"] == 6
     # 3. Resumed mid-epoch, SIGTERM after step 9 (mid-epoch 2): saved at step 9.

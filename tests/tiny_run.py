@@ -3,6 +3,10 @@ layout: tests pass overrides here instead of editing YAML themselves."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +70,25 @@ def tiny_config(
     run_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def run_vdiff(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``python -m vdiff ARGS`` in a new process group, with the repo on PYTHONPATH and one thread per process. On a
+    timeout the whole group is killed - DDP ranks are grandchildren that would otherwise outlive the test - and
+    ``subprocess.TimeoutExpired`` is raised with what the run printed."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    with subprocess.Popen([sys.executable, "-m", "vdiff", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise subprocess.TimeoutExpired(process.args, timeout, stdout, stderr) from None
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def run_vdiff_ddp(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``run_vdiff`` on 2 CPU processes (gloo DDP)."""
+    return run_vdiff(*args, "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                     timeout=timeout)
