@@ -13,7 +13,8 @@ same shapes. LightningCLI's default is the opposite - an explicit ``--ckpt_path`
 the checkpoint's saved hyper-parameters and drops command-line overrides silently - so that step is switched off.
 ``validate``, ``test`` and ``predict`` need a checkpoint (``--ckpt_path FILE`` or ``last``), or ``--untrained`` to
 run the initial weights on purpose. Every run gets the callbacks that make it safe to stop and resume
-(``NonFiniteLossGuard``, ``ExactResume``) and keeps its resolved config as ``<run dir>/config_<subcommand>.yaml``.
+(``NonFiniteLossGuard``, ``ExactResume``, ``StopOnSigterm``) and keeps its resolved config as
+``<run dir>/config_<subcommand>.yaml``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from callbacks import ExactResume, NonFiniteLossGuard, RunConfigSaver
+from callbacks import ExactResume, NonFiniteLossGuard, RunConfigSaver, StopOnSigterm
 from callbacks.checkpointing import check_checkpoint_matches, find_last_checkpoint
 
 EVALUATION_SUBCOMMANDS = ("validate", "test", "predict")
@@ -152,7 +153,7 @@ class VideoDiffusionCLI(LightningCLI):
         try:
             super()._run_subcommand(subcommand)
         except SIGTERMException as stop:
-            # Lightning ends a SIGTERM'd run with SystemExit(None): exit status 0, as if it had finished. Scripts and
+            # SIGTERMException is a SystemExit(None): exit status 0, as if the run had finished. Scripts, make and
             # schedulers must see that it did not (ResumableCheckpoint saved where it stopped).
             rank_zero_info(f"vdiff {subcommand}: stopped by SIGTERM at global step {self.trainer.global_step}")
             raise SystemExit(EXIT_SIGTERM) from stop
@@ -167,8 +168,9 @@ def run(args: list[str] | None = None) -> VideoDiffusionCLI:
         subclass_mode_data=True,
         save_config_callback=RunConfigSaver,
         save_config_kwargs={"overwrite": True},
-        # On in every run, whatever the config: they cost one flag per step and make runs safe to stop and resume.
-        trainer_defaults={"callbacks": [NonFiniteLossGuard(), ExactResume()]},
+        # On in every run, whatever the config: they cost two flags summed over ranks per step and make runs safe to
+        # stop and resume. StopOnSigterm comes after ExactResume: a stop after a batch finds that batch recorded.
+        trainer_defaults={"callbacks": [NonFiniteLossGuard(), ExactResume(), StopOnSigterm()]},
         args=args,
     )
 

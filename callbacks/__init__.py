@@ -1,5 +1,5 @@
 """Callbacks own the side effects: logging sampled clips, writing predictions, periodic evaluation, checkpoints and
-what makes a run safe to stop and resume (non-finite loss guard, exact resume, per-subcommand config files)."""
+what makes a run safe to stop and resume (non-finite loss guard, exact resume, SIGTERM, per-subcommand configs)."""
 
 from callbacks.carla_metrics import CARLAPositionMetrics
 from callbacks.checkpointing import ResumableCheckpoint
@@ -7,6 +7,7 @@ from callbacks.evaluation import PeriodicEvaluation
 from callbacks.non_finite import NonFiniteLossError, NonFiniteLossGuard
 from callbacks.resume import ExactResume
 from callbacks.run_config import RunConfigSaver
+from callbacks.sigterm import StopOnSigterm
 from callbacks.video_logging import SampleVideoLogger, VideoPredictionWriter
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "ResumableCheckpoint",
     "RunConfigSaver",
     "SampleVideoLogger",
+    "StopOnSigterm",
     "VideoPredictionWriter",
 ]

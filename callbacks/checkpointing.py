@@ -21,9 +21,10 @@ class ResumableCheckpoint(ModelCheckpoint):
 
     Lightning's own callback writes ``last`` at the end of training only if it never wrote one, so a run stopped by
     ``max_steps`` between two ``every_n_train_steps`` saves would resume from an older step. With
-    ``save_on_exception`` a run stopped by SIGTERM or Ctrl-C saves where it stopped, so ``--ckpt_path last`` continues
-    from the newest state. Two exceptions never save: a non-finite loss (the last good checkpoint must stay the last
-    one) and any exception outside ``fit`` (Lightning would otherwise write a training checkpoint from ``test``).
+    ``save_on_exception`` a run stopped by SIGTERM (``StopOnSigterm``) or Ctrl-C saves where it stopped, so
+    ``--ckpt_path last`` continues from the newest state. Two exceptions never save: a non-finite loss (the last
+    good checkpoint must stay the last one) and any exception outside ``fit`` (Lightning would otherwise write a
+    training checkpoint from ``test``).
     """
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -108,7 +109,7 @@ def check_checkpoint_matches(path: Path, model: nn.Module, configured_class_path
         raise CheckpointMismatchError(f"--ckpt_path {path}: not a Lightning checkpoint (it has no 'state_dict')")
     hparams = checkpoint.get("hyper_parameters") or {}
     full_name = f"{type(model).__module__}.{type(model).__qualname__}"
-    configured = configured_class_path if configured_class_path == full_name else f"{configured_class_path} ({full_name})"
+    configured = f"{configured_class_path} ({full_name})" if configured_class_path != full_name else full_name
     saved_class = hparams.get("_class_path")
     holds = f"holds a {saved_class} model" if saved_class else "was not written by the vdiff CLI (no class recorded)"
     if saved_class and not _same_class(saved_class, type(model)):

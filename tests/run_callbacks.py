@@ -35,14 +35,14 @@ def read_losses(path: Path, rank: int = 0) -> dict[int, float]:
 
 class SignalAt(Callback):
     """Sends ``signal_name`` (e.g. "SIGKILL", "SIGTERM") to this process once ``global_step`` reaches ``step``:
-    a kill at an exact step, not at a time."""
+    a kill at an exact step, not at a time. In DDP only rank ``rank`` signals itself (-1: every rank)."""
 
-    def __init__(self, step: int, signal_name: str = "SIGKILL"):
-        self.step, self.signal = step, getattr(signal, signal_name)
+    def __init__(self, step: int, signal_name: str = "SIGKILL", rank: int = -1):
+        self.step, self.signal, self.rank = step, getattr(signal, signal_name), rank
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and self.rank in (-1, trainer.global_rank):
             os.kill(os.getpid(), self.signal)
 
 

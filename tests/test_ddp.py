@@ -1,6 +1,7 @@
 """Two CPU processes (gloo) through the CLI: fit with validation, sample videos, periodic evaluation and checkpoints,
 then test, for RaMViD and FDM; both ranks must finish. Evaluation gives the same numbers on 2 processes as on 1,
-whatever the batch size, and never counts a clip twice.
+whatever the batch size, and never counts a clip twice. SIGTERM to one rank stops both, and the resumed run trains
+exactly as the uninterrupted one on every rank.
 
 Lightning's DDP launcher re-runs the current command in the child process, so the runs are `python -m vdiff`
 subprocesses, never pytest itself. A hang (a collective call made by one rank only) shows as a timeout.
@@ -17,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 import vdiff
+from tests.run_callbacks import read_losses
 from tests.tiny_run import run_vdiff_ddp, tiny_config
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch built without distributed support")
@@ -99,3 +101,29 @@ def test_ramvid_fit_then_test_on_two_processes_matches_one_process_for_any_batch
         for part in ("model", "copy_last_frame"):
             for key, value in reference[part].items():
                 assert report[part][key] == pytest.approx(value, rel=1e-6, abs=1e-9), f"{name}: {part}.{key}"
+
+
+def test_sigterm_to_rank_0_stops_both_ranks_and_the_resumed_run_matches_the_uninterrupted_one(tmp_path: Path) -> None:
+    # 32 clips, batch 4, 2 ranks: 4 steps per epoch. Stopped after step 3 (mid-epoch), resumed to step 6.
+    def config(run_dir: Path) -> Path:
+        losses = str(run_dir / "losses.jsonl")
+        recorder = {"class_path": "tests.run_callbacks.RecordLosses", "init_args": {"path": losses}}
+        return tiny_config(run_dir, trainer={"max_steps": 6, "limit_val_batches": 0}, data={"train_size": 32},
+                           callbacks=[recorder])
+
+    reference = run_ddp("fit", "--config", str(config(tmp_path / "reference")))
+    assert reference.returncode == 0, reference.stderr[-4000:]
+    stopped = config(tmp_path / "stopped")
+    sigterm = run_ddp("fit", "--config", str(stopped), "--trainer.callbacks+=tests.run_callbacks.SignalAt",
+                      "--trainer.callbacks.step=3", "--trainer.callbacks.signal_name=SIGTERM",
+                      "--trainer.callbacks.rank=0")
+    assert sigterm.returncode == 128 + 15, sigterm.stderr[-4000:]
+    checkpoint = torch.load(tmp_path / "stopped" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 3 and len(checkpoint["callbacks"]["ExactResume"]["rng"]) == 2
+    resumed = run_ddp("fit", "--config", str(stopped), "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+
+    for rank in (0, 1):  # each rank trains on its own clips with its own random draws
+        expected = read_losses(tmp_path / "reference" / "losses.jsonl", rank)
+        assert sorted(expected) == list(range(1, 7))
+        assert read_losses(tmp_path / "stopped" / "losses.jsonl", rank) == expected, f"rank {rank}"
