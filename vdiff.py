@@ -155,7 +155,8 @@ class VideoDiffusionCLI(LightningCLI):
         except SIGTERMException as stop:
             # SIGTERMException is a SystemExit(None): exit status 0, as if the run had finished. Scripts, make and
             # schedulers must see that it did not (ResumableCheckpoint saved where it stopped).
-            rank_zero_info(f"vdiff {subcommand}: stopped by SIGTERM at global step {self.trainer.global_step}")
+            where = f" at global step {self.trainer.global_step}" if subcommand == "fit" else ""
+            rank_zero_info(f"vdiff {subcommand}: stopped by SIGTERM{where}")
             raise SystemExit(EXIT_SIGTERM) from stop
 
 
