@@ -4,7 +4,8 @@ was never stopped, so its losses match step by step (on CPU; GPU kernels may not
 Lightning's checkpoint already holds the weights, the EMA (a submodule), the optimizer and the loop counters. This
 callback adds the rest:
 - the global RNG states of torch (CPU and CUDA), numpy and Python, of every DDP rank (gathered into rank 0's
-  checkpoint, handed back by rank), restored when training starts;
+  checkpoint, handed back by rank), restored when training starts; a fresh run re-seeds every rank but 0 from its
+  rank, so ranks draw different diffusion times, noise and masks (``seed_everything`` gives all the same seed);
 - the training loader's position: after each trained batch it moves ``ResumableLoader.position``, which Lightning
   saves with the loop state and gives back to the loader before the resumed run's first batch
   (``datamodules/loaders.py``).
@@ -54,6 +55,14 @@ def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate((version, tuple(python_state), gauss))
 
 
+def seed_rank(rank: int) -> None:
+    """Re-seed torch, numpy and Python from this process's torch seed and its rank."""
+    seed = int(np.random.SeedSequence([torch.initial_seed(), rank]).generate_state(1)[0])
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
 def training_loaders(trainer: pl.Trainer) -> list[DataLoader]:
     loaders = trainer.train_dataloader
     if isinstance(loaders, dict):
@@ -96,6 +105,10 @@ class ExactResume(Callback):
 
     # -------------------------------------------------------------------------------------------------- training
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not (self._loaded and self._loaded.get("rng")) and trainer.global_rank > 0:
+            # seed_everything gives every process the same seed: without this, every rank would draw the same
+            # diffusion times, noise and masks for its clips. Rank 0 keeps the stream of a one-process run.
+            seed_rank(trainer.global_rank)
         if self._loaded and self._loaded.get("rng"):
             states = self._loaded["rng"]
             if len(states) == trainer.world_size:

@@ -28,6 +28,21 @@ class RecordLosses(Callback):
             f.write(json.dumps(record) + "\n")
 
 
+class RecordRNG(Callback):
+    """Writes ``<folder>/rng_rank<r>.pt``: this rank's torch RNG state when its first training batch starts (read,
+    not drawn from, so training is unchanged)."""
+
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        path = self.folder / f"rng_rank{trainer.global_rank}.pt"
+        if not path.exists():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            torch.save(torch.get_rng_state(), path)
+
+
 def read_losses(path: Path, rank: int = 0) -> dict[int, float]:
     records = [json.loads(line) for line in path.read_text().splitlines()]
     return {r["step"]: r["loss"] for r in records if r["rank"] == rank}

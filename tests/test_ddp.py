@@ -46,7 +46,8 @@ def assert_finished(result: subprocess.CompletedProcess, marks: Path, stage: str
 def ddp_fit(run_dir: Path, method: str, data: dict) -> Path:
     """A 4-step DDP fit with validation every epoch, sample videos, periodic evaluation and checkpoints; checks
     that both ranks finished and wrote what a run writes. Returns the config."""
-    callbacks = [marker(run_dir / "marks")]
+    callbacks = [marker(run_dir / "marks"),
+                 {"class_path": "tests.run_callbacks.RecordRNG", "init_args": {"folder": str(run_dir / "rng")}}]
     if method == "fdm":  # the FDM config has no sample logger or periodic evaluation of its own
         callbacks += [{"class_path": "callbacks.SampleVideoLogger", "init_args": {"num_videos": 2}},
                       {"class_path": "callbacks.PeriodicEvaluation"}]
@@ -61,6 +62,8 @@ def ddp_fit(run_dir: Path, method: str, data: dict) -> Path:
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 4 and int(checkpoint["state_dict"]["ema.num_updates"]) == 4
     assert len(checkpoint["callbacks"]["ExactResume"]["rng"]) == 2, "RNG states of both ranks are kept"
+    rank0, rank1 = (torch.load(run_dir / "rng" / f"rng_rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert not torch.equal(rank0, rank1), "both ranks would draw the same training noise and masks"
     evaluations = [json.loads(line) for line in (run_dir / "metrics_val.jsonl").read_text().splitlines()]
     assert [e["step"] for e in evaluations] == [2, 4]
     assert (run_dir / "config_fit.yaml").is_file() and not (run_dir / "config.yaml").exists()
