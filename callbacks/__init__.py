@@ -2,7 +2,15 @@
 
 from callbacks.carla_metrics import CARLAPositionMetrics
 from callbacks.checkpointing import ResumableCheckpoint
+from callbacks.compile import CompileNetwork
 from callbacks.evaluation import PeriodicEvaluation
 from callbacks.video_logging import SampleVideoLogger, VideoPredictionWriter
 
-__all__ = ["CARLAPositionMetrics", "PeriodicEvaluation", "ResumableCheckpoint", "SampleVideoLogger", "VideoPredictionWriter"]
+__all__ = [
+    "CARLAPositionMetrics",
+    "CompileNetwork",
+    "PeriodicEvaluation",
+    "ResumableCheckpoint",
+    "SampleVideoLogger",
+    "VideoPredictionWriter",
+]

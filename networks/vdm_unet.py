@@ -66,6 +66,7 @@ class VDMUNetConfig:
     num_classes: int | None = None
     cond_dim: int | None = None
     frame_conditioning: bool = False
+    checkpoint_levels: tuple[int, ...] = ()  # U-Net levels with activation checkpointing (0 = finest); () = off
 
     def __post_init__(self) -> None:
         normalise_sequences(self)
@@ -257,6 +258,7 @@ class VDMUNet(UNet):
             channel_mult=config.channel_mult,
             num_res_blocks=config.num_res_blocks,
             attention_resolutions=config.attention_resolutions,
+            checkpoint_levels=config.checkpoint_levels,
         )
         self.config, self.channels = config, channels
         self.frame_conditioning = config.frame_conditioning
