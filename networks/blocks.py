@@ -220,7 +220,9 @@ class SelfAttention(nn.Module):
         b, c, *spatial = x.shape
         flat = x.reshape(b, c, -1)
         pattern = f"b ({self.qkv_layout}) n -> three b heads n d"
-        q, k, v = rearrange(self.qkv(self.norm(flat)), pattern, three=3, heads=self.num_heads)
+        # One copy to make the head dimension contiguous: SDPA's fused CPU kernel needs it (strided q/k/v fall back
+        # to the math path, which materialises the N x N weights); the values are the same.
+        q, k, v = rearrange(self.qkv(self.norm(flat)), pattern, three=3, heads=self.num_heads).contiguous()
         out = F.scaled_dot_product_attention(q, k, v)
         out = self.proj_out(rearrange(out, "b heads n d -> b (heads d) n"))
         return (flat + out).reshape(b, c, *spatial)

@@ -129,7 +129,7 @@ class SpatialAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         height = x.shape[-2]
         q, k, v = rearrange(self.qkv(self.norm(x)), "n (three heads d) y x -> three n heads (y x) d", three=3,
-                            heads=self.num_heads)
+                            heads=self.num_heads).contiguous()  # contiguous heads: SDPA's fused CPU kernel
         out = rearrange(F.scaled_dot_product_attention(q, k, v), "n heads (y x) d -> n (heads d) y x", y=height)
         return x + self.proj_out(out)
 
