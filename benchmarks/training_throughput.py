@@ -3,7 +3,8 @@ use, at matched parameter count and clip shape, in one run.
 
 Pairs (each peer sized so that its parameter count is within 10% of ours at the same clip (B, T, C, H, W)):
 
-    VDM U-Net (ours)     vs  lucidrains' ``Unet3D`` (video-diffusion-pytorch), the usual open VDM re-implementation
+    VDM U-Net (ours)     vs  lucidrains' ``Unet3D`` (video-diffusion-pytorch), the usual open VDM re-implementation,
+                             at its default channel multipliers (1, 2, 4, 8) and at VDM's (1, 2, 3, 4)
     VDM U-Net (ours)     vs  diffusers' ``UNet3DConditionModel`` (ModelScope / Zeroscope text-to-video U-Net)
     RaMViD U-Net (ours)  vs  diffusers' ``UNet3DConditionModel``
 
@@ -27,6 +28,7 @@ The peers are installed beside the pinned torch without their dependencies (``be
     pip install --no-deps -r benchmarks/requirements-peers.txt
     OMP_NUM_THREADS=1 python benchmarks/training_throughput.py                       # CPU, fp32, 1 thread
     python benchmarks/training_throughput.py --device cuda --precision bf16         # GPU, bf16 autocast, MFU
+    python benchmarks/training_throughput.py --device cuda --precision bf16 --paper-widths --size 64 --batch 8
 
 video-diffusion-pytorch imports torchvision at the top of its module, for its GIF data set only; where torchvision is
 not importable (no wheel for a CPU build of this torch on the package index), an empty stand-in module is put in its
@@ -52,7 +54,8 @@ from pathlib import Path
 from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # on a small shared CPU more threads than free cores cost more than they give
+# On a small shared CPU more threads than free cores cost more than they give.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
@@ -63,7 +66,12 @@ from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "training_throughput.txt"
-PAIRS = (("vdm", "lucidrains_unet3d"), ("vdm", "diffusers_unet3d"), ("ramvid", "diffusers_unet3d"))
+PAIRS = (
+    ("vdm", "lucidrains_unet3d"),
+    ("vdm", "lucidrains_unet3d_vdm_mults"),
+    ("vdm", "diffusers_unet3d"),
+    ("ramvid", "diffusers_unet3d"),
+)
 
 
 # ---------------------------------------------------------------------------------------------------------- networks
@@ -77,19 +85,22 @@ class Contender:
     call: Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 
-def ours(frames: int, size: int) -> list[Contender]:
+def ours(frames: int, size: int, paper_widths: bool = False) -> list[Contender]:
     from networks import RaMViDUNet, RaMViDUNetConfig, VDMUNet, VDMUNetConfig
 
-    # The papers' 64x64 structures at 32x32 (attention at the same levels), widths for ~34M parameters.
-    vdm = VDMUNetConfig(model_channels=64, channel_mult=(1, 2, 3, 4), num_res_blocks=3,
-                        attention_resolutions=(size // 2, size // 4, size // 8), attention_head_dim=32, dropout=0.0)
-    ramvid = RaMViDUNetConfig(model_channels=48, channel_mult=(1, 2, 3, 4), num_res_blocks=2,
+    # The papers' 64x64 structures (attention at the same levels at any size), widths for ~34M parameters, or the
+    # papers' widths (VDM BAIR: 128, head dim 64; RaMViD BAIR: 128) with ``paper_widths``.
+    vdm = VDMUNetConfig(model_channels=128 if paper_widths else 64, channel_mult=(1, 2, 3, 4), num_res_blocks=3,
+                        attention_resolutions=(size // 2, size // 4, size // 8),
+                        attention_head_dim=64 if paper_widths else 32, dropout=0.0)
+    ramvid = RaMViDUNetConfig(model_channels=128 if paper_widths else 48, channel_mult=(1, 2, 3, 4), num_res_blocks=2,
                               attention_resolutions=(size // 4, size // 8), num_heads=4)
     return [
-        Contender("vdm", "VDM U-Net (ours)", "width 64 (1,2,3,4), 3 res blocks, space+time attention at 3 levels, "
-                  "head dim 32", lambda: VDMUNet(vdm, image_size=size), lambda net, x, t: net(x, t)),
-        Contender("ramvid", "RaMViD U-Net (ours)", "width 48 (1,2,3,4), 2 res blocks, 3x3x3 convs, space-time "
-                  "attention at 2 levels, 4 heads", lambda: RaMViDUNet(ramvid, image_size=size),
+        Contender("vdm", "VDM U-Net (ours)", f"width {vdm.model_channels} (1,2,3,4), 3 res blocks, space+time "
+                  f"attention at 3 levels, head dim {vdm.attention_head_dim}", lambda: VDMUNet(vdm, image_size=size),
+                  lambda net, x, t: net(x, t)),
+        Contender("ramvid", "RaMViD U-Net (ours)", f"width {ramvid.model_channels} (1,2,3,4), 2 res blocks, 3x3x3 "
+                  "convs, space-time attention at 2 levels, 4 heads", lambda: RaMViDUNet(ramvid, image_size=size),
                   lambda net, x, t: net(x, t * 1000)),
     ]
 
@@ -137,7 +148,8 @@ def peers(frames: int, size: int) -> tuple[list[Contender], dict[str, str]]:
 
         def diffusers_call(net, x, t):
             b = x.shape[0]
-            return net(rearrange(x, "b t c h w -> b c t h w"), t * 1000, encoder_hidden_states=context.to(x).expand(b, -1, -1)).sample
+            states = context.to(x).expand(b, -1, -1)
+            return net(rearrange(x, "b t c h w -> b c t h w"), t * 1000, encoder_hidden_states=states).sample
 
         found.append(Contender(
             "diffusers_unet3d", "diffusers UNet3DConditionModel",
@@ -153,10 +165,18 @@ def peers(frames: int, size: int) -> tuple[list[Contender], dict[str, str]]:
         missing["diffusers_unet3d"] = f"{type(error).__name__}: {error}"
     try:
         unet3d = import_lucidrains()
+
+        def lucidrains_call(net, x, t):
+            return net(rearrange(x, "b t c h w -> b c t h w"), t * 1000)
+
         found.append(Contender(
             "lucidrains_unet3d", "lucidrains Unet3D", "dim 64 (1,2,4,8), its defaults (8 heads of 32, rotary time "
             "attention, sparse linear attention)", lambda: unet3d(dim=64, dim_mults=(1, 2, 4, 8), channels=3),
-            lambda net, x, t: net(rearrange(x, "b t c h w -> b c t h w"), t * 1000),
+            lucidrains_call,
+        ))
+        found.append(Contender(
+            "lucidrains_unet3d_vdm_mults", "lucidrains Unet3D, VDM's multipliers", "dim 96 (1,2,3,4), otherwise "
+            "its defaults", lambda: unet3d(dim=96, dim_mults=(1, 2, 3, 4), channels=3), lucidrains_call,
         ))
     except Exception as error:  # noqa: BLE001
         missing["lucidrains_unet3d"] = f"{type(error).__name__}: {error}"
@@ -246,15 +266,14 @@ def peak_memory_in_subprocess(key: str, args: argparse.Namespace) -> float | Non
     """MiB the process's resident memory grows by during a training step of ``key`` (a fresh process of its own)."""
     command = [sys.executable, __file__, "--memory-of", key, "--frames", str(args.frames), "--size", str(args.size),
                "--batch", str(args.batch), "--precision", args.precision]
-    if args.channels_last:
-        command.append("--channels-last")
+    command += ["--channels-last"] * args.channels_last + ["--paper-widths"] * args.paper_widths
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     return json.loads(lines[-1])["peak_MiB"] if result.returncode == 0 and lines else None
 
 
 def memory_of(key: str, args: argparse.Namespace) -> None:
-    contenders = {c.key: c for c in ours(args.frames, args.size) + peers(args.frames, args.size)[0]}
+    contenders = {c.key: c for c in ours(args.frames, args.size, args.paper_widths) + peers(args.frames, args.size)[0]}
     runner = Runner(contenders[key], args)
     reset_peak_rss()
     before = process_memory_mib("VmRSS")
@@ -281,8 +300,10 @@ def reset_peak_rss() -> None:
 
 # ----------------------------------------------------------------------------------------------------------- main
 def run(args: argparse.Namespace) -> str:
-    found, missing = peers(args.frames, args.size)
-    runners = [Runner(c, args) for c in ours(args.frames, args.size) + found]
+    load_before = os.getloadavg()[0]
+    # The peers are sized against our default widths only.
+    found, missing = ([], {}) if args.paper_widths else peers(args.frames, args.size)
+    runners = [Runner(c, args) for c in ours(args.frames, args.size, args.paper_widths) + found]
     print(f"networks: {[(r.contender.key, round(r.parameters / 1e6, 2)) for r in runners]}", flush=True)
 
     train: dict[str, list[float]] = {r.contender.key: [] for r in runners}
@@ -318,6 +339,9 @@ def run(args: argparse.Namespace) -> str:
         f"{torch.get_num_threads()} thread(s), precision {args.precision}, channels_last {args.channels_last}",
         f"# clip (B, T, C, H, W) = ({args.batch}, {args.frames}, 3, {args.size}, {args.size}); "
         f"{args.rounds} rounds round-robin after {args.warmup} warm-up; medians",
+        f"# machine load (1-min average) {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on "
+        f"{os.cpu_count()} cores: other jobs share the machine, which is why the networks are measured round-robin "
+        "on one thread and only ratios from the same run are compared",
         "",
         "| network | setting | params (M) | GFLOP / train step | train step (s) | train steps/s | "
         "achieved GFLOP/s | sampling clips/s (one network call) | peak memory (MiB) |"
@@ -342,7 +366,8 @@ def run(args: argparse.Namespace) -> str:
         ratio = step[peer_key] / step[our_key]
         lines.append(
             f"| {a.contender.label} | {b.contender.label} | {a.parameters / 1e6:.2f}M / {b.parameters / 1e6:.2f}M "
-            f"({a.parameters / b.parameters - 1:+.1%}) | **{ratio:.2f}x** | {forward[peer_key] / forward[our_key]:.2f}x | "
+            f"({a.parameters / b.parameters - 1:+.1%}) | **{ratio:.2f}x** | "
+            f"{forward[peer_key] / forward[our_key]:.2f}x | "
             f"{flops[our_key] / flops[peer_key]:.2f} | {ratio * flops[our_key] / flops[peer_key]:.2f}x |"
         )
         if ratio < 1.5:
@@ -377,6 +402,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--channels-last", action="store_true", help="every network and input in channels-last")
+    parser.add_argument("--paper-widths", action="store_true",
+                        help="our networks at the papers' widths (for MFU on a GPU at --size 64), without peers")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=32)

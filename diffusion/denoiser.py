@@ -85,10 +85,11 @@ class Denoiser:
 
         Draw t and eps, form z_t = alpha_t x0 + sigma_t eps where frames are not observed (observed frames stay
         clean), and regress the network output on its target over ``loss_frames`` (B, T) (default: the latent
-        frames). Under mixed precision only the network runs in half precision: z, the target, the error and its
-        reduction are float32 (``network_output`` casts the output back). Each example's error is averaged over its loss frames (padding and observed frames count for
+        frames). Each example's error is averaged over its loss frames (padding and observed frames count for
         nothing), then over the examples that have any; with ``average_over_slots`` it is divided by all T slots
-        instead (improved-diffusion's ``mean_flat`` with a mask, as FDM's released trainer does).
+        instead (improved-diffusion's ``mean_flat`` with a mask, as FDM's released trainer does). Under mixed
+        precision only the network runs in half precision: z, the target, the error and its reduction are float32
+        (``network_output`` casts the output back).
         """
         batch = x0.shape[0]
         t = self.schedule.sample_training_times(batch, x0.device) if t is None else t

@@ -15,17 +15,19 @@ UNET = dict(model_channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, attentio
 
 
 def build(name: str, checkpoint_levels: tuple[int, ...] = ()):
+    unet = dict(UNET, checkpoint_levels=checkpoint_levels)
     if name == "ramvid":
-        return RaMViDUNet(RaMViDUNetConfig(num_heads=2, checkpoint_levels=checkpoint_levels, **UNET), image_size=8)
+        return RaMViDUNet(RaMViDUNetConfig(num_heads=2, **unet), image_size=8)
     if name == "fdm":
-        return FDMUNet(FDMUNetConfig(num_heads=2, checkpoint_levels=checkpoint_levels, **UNET), image_size=8, max_frames=4)
-    return VDMUNet(VDMUNetConfig(attention_head_dim=4, checkpoint_levels=checkpoint_levels, **UNET), image_size=8)
+        return FDMUNet(FDMUNetConfig(num_heads=2, **unet), image_size=8, max_frames=4)
+    return VDMUNet(VDMUNetConfig(attention_head_dim=4, **unet), image_size=8)
 
 
 def inputs():
     generator = torch.Generator().manual_seed(0)
     z = torch.randn(2, 4, 3, 8, 8, generator=generator)
-    mask = FrameMask.from_observed(torch.tensor([[True, False, False, False], [False] * 4]), torch.arange(4).expand(2, 4))
+    observed = torch.tensor([[True, False, False, False], [False] * 4])
+    mask = FrameMask.from_observed(observed, torch.arange(4).expand(2, 4))
     return z, torch.tensor([3.0, 700.0]), mask
 
 

@@ -59,7 +59,7 @@ def fit(method: str, tmp_path, callbacks: list[pl.Callback]) -> tuple[pl.Lightni
     ("method", "backend"),
     [*((method, "aot_eager") for method in METHODS), pytest.param("vdm", "inductor", marks=pytest.mark.timeout(900))],
 )
-def test_compiled_network_trains_like_eager_and_checkpoints_keep_their_keys(method: str, backend: str, tmp_path) -> None:
+def test_compiled_network_trains_like_eager_and_checkpoints_keep_their_keys(method: str, backend: str, tmp_path):
     torch._dynamo.reset()
     eager, eager_losses, _ = fit(method, tmp_path / "eager", [])
     compiled, losses, trainer = fit(method, tmp_path / "compiled", [CompileNetwork(backend=backend)])

@@ -70,7 +70,8 @@ def tiny_module(method: str, seed: int = 0, **network: object):
 def tiny_batch(batch: int = 2, frames: int = FRAMES + 2, seed: int = 1) -> dict[str, torch.Tensor]:
     """Clips in [-1, 1] with their frame indices and data set indices (FDM trains on the longer videos)."""
     video = torch.rand(batch, frames, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed)) * 2 - 1
-    return {"video": video, "frame_indices": torch.arange(frames).expand(batch, frames).clone(), "index": torch.arange(batch)}
+    frame_indices = torch.arange(frames).expand(batch, frames).clone()
+    return {"video": video, "frame_indices": frame_indices, "index": torch.arange(batch)}
 
 
 def tiny_loader(method: str, batches: int = 2) -> DataLoader:
