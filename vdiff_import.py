@@ -5,7 +5,11 @@
 The checkpoint is read in its repository's own save format (``networks.official``), the network is rebuilt from the
 official arguments and every weight is mapped; the result is a checkpoint of ``lightning_modules.<Method>`` with its
 hyper-parameters in LightningCLI's form and the weights in both the network and the EMA copy, so that
-``<Method>.load_from_checkpoint(OUT.ckpt)`` and ``vdiff test|predict --config <config> --ckpt_path OUT.ckpt`` run it.
+``<Method>.load_from_checkpoint(OUT.ckpt)`` runs it. Beside it, ``OUT.yaml`` holds the same settings as a config
+overlay: ``vdiff`` runs the model its config describes (an explicit checkpoint never replaces it), so the released
+network is run with
+
+    vdiff test --config experiments/<method's paper config>.yaml --config OUT.yaml --ckpt_path OUT.ckpt
 
 What the checkpoint's hyper-parameters hold: the clip shape, the network config, the diffusion settings and the EMA
 of the official run, and the official training settings the method's module has fields for (RaMViD's p_uncond and
@@ -103,10 +107,25 @@ def lightning_checkpoint(imported: ImportedModel) -> dict[str, Any]:
     }
 
 
+def config_overlay(hparams: dict[str, Any]) -> dict[str, Any]:
+    """The imported settings as a ``--config`` file: the model block of a vdiff config."""
+    init_args = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    return {"model": {"class_path": hparams["_class_path"], "init_args": init_args}}
+
+
 def write_lightning_checkpoint(imported: ImportedModel, out: str | Path) -> Path:
+    """OUT.ckpt and, beside it, OUT.yaml (its settings as a config overlay)."""
+    import yaml
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(lightning_checkpoint(imported), out)
+    checkpoint = lightning_checkpoint(imported)
+    torch.save(checkpoint, out)
+    out.with_suffix(".yaml").write_text(
+        f"# Written by vdiff-import ({imported.method}, step {imported.step}): the released network's settings, for\n"
+        f"#   vdiff test --config <paper config> --config {out.with_suffix('.yaml').name} --ckpt_path {out.name}\n"
+        + yaml.safe_dump(config_overlay(checkpoint["hyper_parameters"]), sort_keys=False)
+    )
     return out
 
 
@@ -150,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     params = sum(v.numel() for v in imported.state_dict.values())
     print(f"imported {args.checkpoint} ({args.method}, step {imported.step}, {params:,} parameters) -> {out}")
+    print(f"  config overlay: {out.with_suffix('.yaml')} (vdiff test --config <paper config> --config "
+          f"{out.with_suffix('.yaml')} --ckpt_path {out})")
     print(f"  network: {imported.config}")
     print(f"  clip: image_size={imported.image_size}, channels={imported.channels}"
           + (f", max_frames={imported.max_frames}" if imported.max_frames else ""))

@@ -19,9 +19,9 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics import MeanMetric
 
-from callbacks.video_logging import run_dir
 from datamodules.carla import coords_name
 from metrics.carla import PercentageOffRoad, WassersteinDistanceTravelled
+from metrics.report import run_dir, write_json
 
 
 class CARLAPositionMetrics(pl.Callback):
@@ -93,5 +93,5 @@ class CARLAPositionMetrics(pl.Callback):
             path = run_dir(trainer) / "metrics_test.json"
             report = json.loads(path.read_text()) if path.is_file() else {}
             report["carla"] = results
-            path.write_text(json.dumps(report, indent=2) + "\n")
+            write_json(path, report)
             print(f"CARLA: position error {results['position_error']:.3f}, WD {results['wd']:.3f}, PO {results['po']:.2f}%")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytorch_lightning as pl
 from torch import Tensor
 
-from callbacks.video_logging import run_dir
 from metrics.protocol import EvaluationProtocol, VideoEvaluation
+from metrics.report import append_jsonl, run_dir
 
 
 class PeriodicEvaluation(pl.Callback):
@@ -17,8 +16,8 @@ class PeriodicEvaluation(pl.Callback):
     module's task) with PSNR/SSIM, the copy-last-frame baseline and FVD (``fvd``: see ``EvaluationProtocol``), log
     them to every logger and append them to ``<run dir>/metrics_val.jsonl``.
 
-    It reuses what ``validation_step`` sampled, so it adds no sampling. Metric states are reduced across DDP ranks;
-    only rank 0 writes.
+    It reuses what ``validation_step`` sampled, so it adds no sampling. Metric states are reduced across DDP ranks
+    (every rank computes); only rank 0 writes. Non-finite numbers are written as null (``metrics.report``).
     """
 
     def __init__(self, every_n_epochs: int = 1, fvd: str = "auto", fvd_weights_path: str | None = None):
@@ -59,7 +58,4 @@ class PeriodicEvaluation(pl.Callback):
             for logger in trainer.loggers:
                 logger.log_metrics(scalars, step=trainer.global_step)
             record = {"epoch": trainer.current_epoch, "step": trainer.global_step, **results}
-            path = run_dir(trainer) / "metrics_val.jsonl"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_jsonl(run_dir(trainer) / "metrics_val.jsonl", record)

@@ -17,6 +17,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 from torch import Tensor
 
+from metrics.report import run_dir
 from video_io import clip_grid, write_video
 
 
@@ -32,10 +33,6 @@ def comparison_clip(samples: Tensor, observed: Tensor, ground_truth: Tensor | No
         truth[:n] = ground_truth[:n].to(samples)
         columns.append(truth)
     return clip_grid(columns)
-
-
-def run_dir(trainer: pl.Trainer) -> Path:
-    return Path(trainer.log_dir or trainer.default_root_dir)
 
 
 class SampleVideoLogger(Callback):
@@ -108,4 +105,5 @@ class VideoPredictionWriter(BasePredictionWriter):
             self.written.append(write_video(out / f"grid_{key:05d}{self.suffix}", grid, self.fps, self.scale))
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        rank_zero_info(f"Wrote {len(self.written)} video files to {self.directory(trainer).resolve()}")
+        on = " (rank 0; every rank writes its own clips)" if trainer.world_size > 1 else ""
+        rank_zero_info(f"Wrote {len(self.written)} video files{on} to {self.directory(trainer).resolve()}")

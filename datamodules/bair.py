@@ -226,7 +226,7 @@ class BAIRDataModule(RealDataModule):
         cache_dir: str | None = None,
     ):
         super().__init__(batch_size, eval_batch_size, num_workers, cache_dir)
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # logged under "data" by callbacks.RunConfigSaver
         if camera not in CAMERAS:
             raise ValueError(f"camera: choose one of {tuple(CAMERAS)}, got {camera!r}")
         if frame_stride < 1 or num_frames < 1:

@@ -153,7 +153,7 @@ class CARLADataModule(RealDataModule):
         cache_dir: str | None = None,
     ):
         super().__init__(batch_size, eval_batch_size, num_workers, cache_dir)
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # logged under "data" by callbacks.RunConfigSaver
         if num_frames is not None and num_frames < 1 or frame_stride < 1:
             raise ValueError(f"num_frames (or None) and frame_stride must be >= 1, got {num_frames}, {frame_stride}")
         root_path = Path(root).expanduser()

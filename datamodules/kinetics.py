@@ -290,7 +290,7 @@ class KineticsDataModule(RealDataModule):
         index_workers: int = 8,
     ):
         super().__init__(batch_size, eval_batch_size, num_workers, cache_dir)
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # logged under "data" by callbacks.RunConfigSaver
         if frame_stride is not None and target_fps is not None:
             raise ValueError("frame_stride, target_fps: set one of them (or neither for every frame), not both")
         if frame_stride is not None and frame_stride < 1 or target_fps is not None and target_fps <= 0:

@@ -12,9 +12,10 @@ Items follow the framework's clip layout, shared with the real data sets:
 from __future__ import annotations
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+
+from datamodules.loaders import ClipDataModule
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
@@ -133,7 +134,7 @@ class MovingShapesDataset(Dataset):
         }
 
 
-class MovingShapesDataModule(pl.LightningDataModule):
+class MovingShapesDataModule(ClipDataModule):
     """Bouncing squares, ready to train on without any download."""
 
     def __init__(
@@ -155,12 +156,9 @@ class MovingShapesDataModule(pl.LightningDataModule):
         motion: str = "bounce",
         offscreen: float = 0.0,
     ):
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(batch_size, eval_batch_size, num_workers)
+        self.save_hyperparameters(logger=False)  # logged under "data" by callbacks.RunConfigSaver
         self.num_frames, self.image_size, self.channels = num_frames, image_size, channels
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.predict_size = predict_size
         self.dataset_args = dict(
@@ -178,26 +176,6 @@ class MovingShapesDataModule(pl.LightningDataModule):
     def dataset(self, split: str) -> MovingShapesDataset:
         return MovingShapesDataset(split, self.sizes[split], **self.dataset_args)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.dataset(split),
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            drop_last=split == "train",
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
+    def predict_dataset(self) -> MovingShapesDataset:
         """The first ``predict_size`` test clips."""
-        dataset = MovingShapesDataset("test", min(self.predict_size, self.sizes["test"]), **self.dataset_args)
-        return DataLoader(dataset, batch_size=self.eval_batch_size, num_workers=self.num_workers)
+        return MovingShapesDataset("test", min(self.predict_size, self.sizes["test"]), **self.dataset_args)

@@ -1,5 +1,5 @@
 """Shared plumbing of the real data sets: a cached file index, the skipped-video log, clip resizing and the common
-DataModule behaviour (cache folder, loaders, end-of-epoch report).
+DataModule behaviour (cache folder, end-of-epoch report); the loaders come from ``datamodules/loaders.py``.
 
 File index. Probing a video (open it, read its frame count and frame rate, decode its last key frame) costs ~10 ms;
 Kinetics-600 has ~500k videos. ``probe_cached`` stores what it learnt per file in a JSON file keyed by the path
@@ -35,7 +35,9 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+
+from datamodules.loaders import ClipDataModule
 
 INDEX_FORMAT = 1
 MAX_SUBSTITUTES = 16  # consecutive unreadable files tolerated before the run stops: beyond that the data is broken
@@ -261,7 +263,7 @@ def frames_to_clip(
 
 def window_start(available: int, span: int, random: bool) -> int:
     """First frame of a ``span``-frame window in ``available`` frames: uniform in training, 0 in evaluation.
-    Uses the torch RNG, which the DataLoader seeds differently per worker and per epoch."""
+    Uses the torch RNG, which the training loader seeds per (seed, epoch, clip) (``datamodules.loaders``)."""
     if span > available:
         raise ValueError(f"a window of {span} frames does not fit in {available} frames")
     return int(torch.randint(available - span + 1, (1,))) if random else 0
@@ -278,21 +280,22 @@ def carve_validation(count: int, val_size: int, seed: int) -> tuple[list[int], l
 
 
 # -------------------------------------------------------------------------------------------------------- DataModule
-class RealDataModule(pl.LightningDataModule):
+class RealDataModule(ClipDataModule):
     """Loaders, cache folder and skipped-file reporting shared by the real data sets. Subclasses set
     ``self.root``, ``self.cache_name`` and implement ``build_dataset(split)``; ``setup()`` fills ``self.datasets``."""
 
     cache_name = "data"
 
     def __init__(self, batch_size: int, eval_batch_size: int | None, num_workers: int, cache_dir: str | None):
-        super().__init__()
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
+        super().__init__(batch_size, eval_batch_size, num_workers)
         self._cache_dir_arg = cache_dir
         self.datasets: dict[str, Dataset] = {}
         self.skip_log = SkipLog(None)
         self._session_trainer: pl.Trainer | None = None
+
+    @property
+    def pin_memory(self) -> bool:
+        return torch.cuda.is_available()
 
     @property
     def cache_dir(self) -> Path:
@@ -347,26 +350,3 @@ class RealDataModule(pl.LightningDataModule):
             self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
             self.datasets.setdefault(split, self.build_dataset(split))
         return self.datasets[split]
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.dataset(split),
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            drop_last=split == "train",
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

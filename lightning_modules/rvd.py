@@ -78,6 +78,8 @@ class RVD(VideoDiffusionModule):
         loss_type: str = "l1",
         # frames that only warm the RNNs up in training (null = task.num_given)
         train_warmup: int | None = None,
+        # weight of an L1 loss of the predictor mu against the next frame, beside the diffusion loss (0 = released)
+        predictor_loss_weight: float = 0.0,
     ):
         if task.task != "prediction":
             raise ValueError(
@@ -94,6 +96,8 @@ class RVD(VideoDiffusionModule):
             )
         if residual_scale <= 0:
             raise ValueError(f"residual_scale: must be > 0, got {residual_scale}")
+        if predictor_loss_weight < 0:
+            raise ValueError(f"predictor_loss_weight: must be >= 0, got {predictor_loss_weight}")
         if loss_type not in ("l1", "mse"):
             raise ValueError(f"loss_type: choose 'l1' (the paper's) or 'mse', got {loss_type!r}")
         super().__init__(
@@ -108,7 +112,7 @@ class RVD(VideoDiffusionModule):
             lr_scheduler=lr_scheduler,
         )
         self.save_method_hyperparameters()
-        self.residual_scale, self.loss_type = residual_scale, loss_type
+        self.residual_scale, self.loss_type, self.predictor_loss_weight = residual_scale, loss_type, predictor_loss_weight
         # Frames that only warm the RNNs up in training (the released code: 2, while sampling is given 4).
         self.train_warmup = train_warmup or task.num_given
 
@@ -141,8 +145,14 @@ class RVD(VideoDiffusionModule):
         mu, context = self.network.teacher_forcing(video)  # slot t: estimates from x_{<t}
         residual = self.to_residual(video, mu)
         mask = self.warmup_mask(batch["frame_indices"])
-        # One diffusion time per video (drawn inside the loss), eps target, observed (warm-up) frames excluded.
-        return self.denoiser(use_ema=False).loss(residual, mask, loss_type=self.loss_type, context=context)
+        # One diffusion time per video (drawn inside the loss), observed (warm-up) frames excluded.
+        loss = self.denoiser(use_ema=False).loss(residual, mask, loss_type=self.loss_type, context=context)
+        if self.predictor_loss_weight:
+            # The released code trains mu only through the diffusion loss; this term asks mu itself to be the next
+            # frame (the release's unused ``aux_loss`` flag), on the frames the diffusion loss counts.
+            predicted = mask.latent
+            loss = loss + self.predictor_loss_weight * (mu[predicted] - video[predicted]).abs().mean()
+        return loss
 
     def diagnostic_inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, FrameMask, dict[str, Any]]:
         """The residuals of the ground-truth frames under teacher forcing, with their context."""

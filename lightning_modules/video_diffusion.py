@@ -423,7 +423,7 @@ class VideoDiffusionModule(pl.LightningModule):
             "weights": self.ema_config.evaluate,
             "eval_seed": self.sampling.seed,
             "checkpoint": str(self.trainer.ckpt_path) if self.trainer.ckpt_path else None,
-            "checkpoint_global_step": self.checkpoint_info.get("global_step"),
+            "checkpoint_global_step": self.checkpoint_info.get("global_step", 0),
         }
 
     def on_test_epoch_end(self) -> None:

@@ -123,7 +123,7 @@ def test_fdm_carla_protocol_reports_position_error_wd_and_po(tmp_path: Path):
                                        num_workers=0, cache_dir=str(tmp_path / "cache"))
     path = tmp_path / "fdm.tiny.yaml"
     path.write_text(yaml.safe_dump(config))
-    regressor_cli(["test", "--config", str(path)])
+    regressor_cli(["test", "--config", str(path), "--untrained"])
     report = json.loads((tmp_path / "test" / "metrics_test.json").read_text())
     carla = report["carla"]
     assert carla["position_error"] > 0 and carla["wd"] >= 0 and 0 <= carla["po"] <= 100

@@ -1,18 +1,17 @@
-"""The framework end to end through LightningCLI: fit, test, predict, resume, DDP and config errors."""
+"""The framework end to end through LightningCLI: fit, test, predict, resume, config files and config errors
+(DDP: test_ddp.py; checkpoint choice: test_checkpoint_selection.py; exact resume: test_resume.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import vdiff
-from tests.tiny_run import MAIN_CONFIG, REPO, tiny_config
+from tests.tiny_run import MAIN_CONFIG, tiny_config
 
 
 def run_cli(*args: str) -> None:
@@ -104,18 +103,28 @@ def test_resume_continues_training_with_ema_intact(tmp_path: Path) -> None:
     assert not torch.equal(resumed["state_dict"][ema_name], resumed["state_dict"][name]), "EMA equals raw weights"
 
 
-def test_ddp_two_cpu_processes_train_a_few_steps(tmp_path: Path) -> None:
-    # Lightning's DDP launcher re-runs the current command in the child process, so it must be the CLI, not pytest.
-    config = tiny_config(tmp_path, trainer={"max_steps": 3, "limit_val_batches": 0})
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "vdiff", "fit", "--config", str(config),
-            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-        ],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    checkpoint = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
-    assert checkpoint["global_step"] == 3
-    assert int(checkpoint["state_dict"]["ema.num_updates"]) == 3
+def test_each_subcommand_keeps_its_config_and_a_failed_start_writes_none(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, trainer={"max_steps": 2, "limit_val_batches": 0})
+    run_cli("fit", "--config", str(config))
+    run_cli("test", "--config", str(config), "--ckpt_path", "last")
+    assert sorted(p.name for p in tmp_path.glob("config_*.yaml")) == ["config_fit.yaml", "config_test.yaml"]
+    assert not (tmp_path / "config.yaml").exists()
+    fit_config = yaml.safe_load((tmp_path / "config_fit.yaml").read_text())
+    test_config = yaml.safe_load((tmp_path / "config_test.yaml").read_text())
+    assert fit_config["ckpt_path"] is None and fit_config["trainer"]["max_steps"] == 2
+    assert test_config["ckpt_path"] == str(tmp_path / "checkpoints" / "last.ckpt"), "the resolved file is recorded"
+
+    # A start that fails (here: the data module's clips do not fit the model) leaves the files as they were.
+    before = {p.name: p.read_text() for p in tmp_path.glob("config_*.yaml")}
+    with pytest.raises(ValueError, match="num_frames"):
+        run_cli("fit", "--config", str(config), "--data.init_args.num_frames", "6")
+    with pytest.raises(ValueError, match="num_frames"):
+        run_cli("test", "--config", str(config), "--ckpt_path", "last", "--data.init_args.num_frames", "6")
+    assert {p.name: p.read_text() for p in tmp_path.glob("config_*.yaml")} == before
+
+
+@pytest.mark.parametrize("value, batches", [("1", 1), ("1.0", 3), ("0.5", 1), ("2", 2)])
+def test_limit_val_batches_int_counts_batches_and_float_is_a_fraction(tmp_path: Path, value: str, batches: int) -> None:
+    config = tiny_config(tmp_path, trainer={"max_steps": 1}, data={"val_size": 12, "eval_batch_size": 4})
+    cli = vdiff.run(["fit", "--config", str(config), "--trainer.limit_val_batches", value])
+    assert cli.trainer.num_val_batches == [batches]

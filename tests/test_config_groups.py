@@ -153,7 +153,7 @@ def test_methods_list_only_their_own_fields_besides_the_groups() -> None:
     own = {
         RaMViD: {"p_uncond", "max_given"},
         FDM: {"padding"},
-        RVD: {"residual_scale", "loss_type", "train_warmup"},
+        RVD: {"residual_scale", "loss_type", "train_warmup", "predictor_loss_weight"},
         VDM: {"num_image_frames", "cond_vectors", "cond_drop_prob", "guidance_weight", "conditioning_method",
               "reconstruction_weight", "spatial_factor"},
     }

@@ -67,7 +67,7 @@ def test_bair_1_to_15_protocol_reports_fvd_crps_and_best_of_n(tmp_path: Path, i3
     write_bair_tfrecords(data_root, {"train": 4, "test": 2})
     run_dir = tmp_path / "run"
     vdiff.run([
-        "test",
+        "test", "--untrained",
         "--config", str(REPO / "experiments/ramvid_bair.yaml"),
         "--config", str(REPO / "experiments/protocols/bair_1to15.yaml"),
         "--data.init_args.root", str(data_root),
@@ -88,7 +88,7 @@ def test_kinetics_5_to_11_protocol_on_published_layout(tmp_path: Path, i3d_file:
     write_kinetics(data_root, num_frames=20, height=48, width=64, broken=False)
     run_dir = tmp_path / "run"
     vdiff.run([
-        "test",
+        "test", "--untrained",
         "--config", str(REPO / "experiments/ramvid_kinetics600.yaml"),
         "--config", str(REPO / "experiments/protocols/kinetics600_5to11.yaml"),
         "--data.init_args.root", str(data_root),
@@ -106,7 +106,7 @@ def test_required_fvd_weights_missing_stops_with_the_file_name(tmp_path: Path, m
     write_bair_tfrecords(data_root, {"train": 4, "test": 2})
     with pytest.raises(FileNotFoundError, match="i3d_torchscript.pt"):
         vdiff.run([
-            "test",
+            "test", "--untrained",
             "--config", str(REPO / "experiments/ramvid_bair.yaml"),
             "--config", str(REPO / "experiments/protocols/bair_1to15.yaml"),
             "--data.init_args.root", str(data_root),

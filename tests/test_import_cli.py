@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import vdiff_import
 from networks.official import OfficialCheckpointError, load_official_args, read_official
@@ -158,9 +159,13 @@ def test_cli_checkpoint_loads_and_runs_with_vdiff_test(tmp_path, capsys):
     assert module.diffusion == DiffusionConfig(schedule="linear", steps=1000, prediction="eps")
     assert module.network.config == imported.config
 
-    # vdiff test with the main job's (tiny) config: the checkpoint's network, clip and diffusion take precedence
+    # vdiff runs the model its config describes: the main job's (tiny) config with the overlay written beside the
+    # checkpoint (the released network, clip and diffusion) runs the imported weights.
+    overlay = yaml.safe_load(out.with_suffix(".yaml").read_text())
+    assert overlay["model"]["class_path"] == "lightning_modules.RaMViD"
+    assert overlay["model"]["init_args"]["network"] == hparams["network"]
     run = tmp_path / "run"
     config = tiny_config(run, data={"image_size": args["image_size"], "num_frames": 6, "size_range": [4.0, 6.0]})
-    vdiff.run(["test", "--config", str(config), "--ckpt_path", str(out)])
+    vdiff.run(["test", "--config", str(config), "--config", str(out.with_suffix(".yaml")), "--ckpt_path", str(out)])
     report = json.loads((run / "metrics_test.json").read_text())
     assert report["checkpoint_global_step"] == 1234 and report["num_videos"] == 4

@@ -218,3 +218,18 @@ def test_paper_settings_parameter_counts_and_configs() -> None:
     assert abs(counts["rvd_bair"] / 1e6 - 37.6) < 0.1, "the 64x64 paper setting counts about 37.6M parameters"
     assert counts["rvd_bair_1to15"] == counts["rvd_bair"]
     assert counts["rvd_128"] > counts["rvd_bair"]
+
+
+def test_predictor_loss_adds_the_l1_error_of_mu_on_the_predicted_frames() -> None:
+    batch = batch_of(clip(frames=5))
+    plain, weighted = tiny_rvd(), tiny_rvd(predictor_loss_weight=0.5)
+    weighted.load_state_dict(plain.state_dict())
+    torch.manual_seed(4)
+    base = plain.training_loss(batch)
+    torch.manual_seed(4)
+    total = weighted.training_loss(batch)
+    mu, _ = plain.network.teacher_forcing(batch["video"])
+    expected = 0.5 * (mu[:, 2:] - batch["video"][:, 2:]).abs().mean()  # frames after the 2 warm-up frames
+    torch.testing.assert_close(total - base, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="predictor_loss_weight"):
+        tiny_rvd(predictor_loss_weight=-1.0)
