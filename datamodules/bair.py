@@ -161,10 +161,11 @@ class BAIRDataset(Dataset):
         train: bool = False,
         camera: str = "aux1",
         skip_log: SkipLog | None = None,
+        horizontal_flip: bool = False,
     ):
         self.items = items
         self.num_frames, self.image_size, self.frame_stride = num_frames, image_size, frame_stride
-        self.train, self.camera_key = train, CAMERAS[camera]
+        self.train, self.camera_key, self.horizontal_flip = train, CAMERAS[camera], horizontal_flip
         self.skip_log = skip_log or SkipLog(None)
 
     def __len__(self) -> int:
@@ -180,7 +181,7 @@ class BAIRDataset(Dataset):
         positions = self.positions(record_steps(example, self.camera_key))
         frames = np.stack([raw_frame(bytes_feature(example, f"{t}/{self.camera_key}/encoded")) for t in positions])
         return {
-            "video": frames_to_clip(frames, self.image_size),
+            "video": frames_to_clip(frames, self.image_size, flip=self.horizontal_flip),
             "frame_indices": torch.tensor(positions, dtype=torch.long),
             "actions": torch.tensor([float_feature(example, f"{t}/action") for t in positions]),
             "endeffector_pos": torch.tensor([float_feature(example, f"{t}/endeffector_pos") for t in positions]),
@@ -189,7 +190,10 @@ class BAIRDataset(Dataset):
     def load_png(self, folder: str, steps: int) -> dict[str, torch.Tensor]:
         positions = self.positions(steps)
         frames = np.stack([read_png(Path(folder) / f"{t}.png") for t in positions])
-        return {"video": frames_to_clip(frames, self.image_size), "frame_indices": torch.tensor(positions)}
+        return {
+            "video": frames_to_clip(frames, self.image_size, flip=self.horizontal_flip),
+            "frame_indices": torch.tensor(positions),
+        }
 
     def load(self, index: int) -> dict[str, torch.Tensor]:
         kind, *where = self.items[index]
@@ -205,7 +209,11 @@ class BAIRDataset(Dataset):
 
 # ------------------------------------------------------------------------------------------------------- datamodule
 class BAIRDataModule(RealDataModule):
-    """BAIR robot pushing clips (64x64), with actions when read from the TFRecords."""
+    """BAIR robot pushing clips (64x64), with actions when read from the TFRecords.
+
+    ``horizontal_flip``: training clips are mirrored left-right with probability 1/2 (VDM's BAIR augmentation); the
+    actions and end-effector positions are not mirrored, so leave it off for action-conditioned models.
+    """
 
     cache_name = "bair"
     how_to_get = HOW_TO_GET
@@ -224,9 +232,11 @@ class BAIRDataModule(RealDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 4,
         cache_dir: str | None = None,
+        horizontal_flip: bool = False,
     ):
         super().__init__(batch_size, eval_batch_size, num_workers, cache_dir)
         self.save_hyperparameters(logger=False)  # logged under "data" by callbacks.RunConfigSaver
+        self.horizontal_flip = horizontal_flip
         if camera not in CAMERAS:
             raise ValueError(f"camera: choose one of {tuple(CAMERAS)}, got {camera!r}")
         if frame_stride < 1 or num_frames < 1:
@@ -310,6 +320,7 @@ class BAIRDataModule(RealDataModule):
             train=split == "train",
             camera=self.camera,
             skip_log=self.skip_log,
+            horizontal_flip=self.horizontal_flip and split == "train",
         )
 
     def check_clip_fits(self, item: tuple, num_frames: int) -> None:

@@ -7,6 +7,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -24,6 +25,7 @@ from tests.fixtures_real_data import (
     write_carla,
     write_kinetics,
 )
+from video_io import write_png
 
 CLASSES = ("abseiling", "juggling balls", "zumba")
 
@@ -337,3 +339,23 @@ def test_kinetics_widths_decord_cannot_copy_are_decoded_with_pyav(tmp_path: Path
     dm.setup("test")
     item = dm.test_dataloader().dataset[0]
     assert item["video"].shape == (8, 3, 16, 16) and not dm.corrupt_files()
+
+
+def test_bair_horizontal_flip_mirrors_some_training_clips_and_never_evaluation_clips(tmp_path: Path) -> None:
+    root = tmp_path / "bair_flip"
+    for split, count in (("train", 3), ("test", 1)):
+        for t in range(6):
+            frame = np.zeros((64, 64, 3), dtype=np.uint8)
+            frame[:, :32, 0] = 255  # left half red: a mirrored clip has it on the right
+            for trajectory in range(count):
+                write_png(root / split / f"traj_{trajectory:05d}" / f"{t}.png", frame)
+    dm = BAIRDataModule(str(root), num_frames=4, val_size=1, horizontal_flip=True)
+    quiet_setup(dm, "fit", "test")
+
+    def red_on_left(item: dict) -> bool:
+        return bool(item["video"][0, 0, :, :32].mean() > item["video"][0, 0, :, 32:].mean())
+
+    torch.manual_seed(0)
+    train = [red_on_left(dm.datasets["train"][i % 2]) for i in range(40)]
+    assert any(train) and not all(train), "training clips are mirrored with probability 1/2"
+    assert all(red_on_left(dm.datasets[split][0]) for split in ("val", "test") for _ in range(10))
