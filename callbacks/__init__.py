@@ -3,6 +3,7 @@ what makes a run safe to stop and resume (non-finite loss guard, exact resume, S
 
 from callbacks.carla_metrics import CARLAPositionMetrics
 from callbacks.checkpointing import ResumableCheckpoint
+from callbacks.compile import CompileNetwork
 from callbacks.evaluation import PeriodicEvaluation
 from callbacks.non_finite import NonFiniteLossError, NonFiniteLossGuard
 from callbacks.resume import ExactResume
@@ -12,6 +13,7 @@ from callbacks.video_logging import SampleVideoLogger, VideoPredictionWriter
 
 __all__ = [
     "CARLAPositionMetrics",
+    "CompileNetwork",
     "ExactResume",
     "NonFiniteLossError",
     "NonFiniteLossGuard",

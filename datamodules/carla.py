@@ -6,7 +6,10 @@ Layout of the extracted ``no-traffic.tar.gz``: one folder with ``video_<i>.pt`` 
 authors' machine, so only the file name is used). ``root`` may also be the folder above ``no-traffic/``.
 
 Clips: ``num_frames`` frames every ``frame_stride`` (``num_frames=None``: the whole video, as FDM trains, choosing
-its frames itself), a random start in training and frame 0 in val/test. With ``return_coords``, ``"coords"`` (T, 2)
+its frames itself), a random start in training and frame 0 in val/test. The data set yields the frames as uint8
+(T, 3, S, S) (a whole video: 49 MB, not a 196 MB float clip, through the loader workers); the data module turns
+"video" into float in [-1, 1] after the batch reaches the model's device (``on_after_batch_transfer``), so the
+model sees what every other data module gives it. With ``return_coords``, ``"coords"`` (T, 2)
 holds x, y of exactly the returned frames. Videos are memory-mapped, so a short clip reads only its own frames.
 FDM has no validation split: ``val_size`` > 0 carves one from train with a fixed seed; 0 (default) validates on test.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import csv
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,8 +68,21 @@ def load_video(path: Path) -> torch.Tensor:
     return video
 
 
+def uint8_clip(frames: torch.Tensor, image_size: int) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> uint8 (T, 3, S, S): a copy of the frames at the released 128x128 size; other sizes are
+    resized as ``frames_to_clip`` does and rounded back to uint8 (an error of at most half a level)."""
+    if frames.shape[1] == frames.shape[2] == image_size:
+        return frames.permute(0, 3, 1, 2).contiguous()
+    return frames_to_clip(frames, image_size).add_(1).mul_(127.5).round_().to(torch.uint8)
+
+
+def uint8_to_unit_range(video: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float32 in [-1, 1], the same arithmetic as ``frames_to_clip`` (bit for bit)."""
+    return video.to(torch.float32).div_(127.5).sub_(1)
+
+
 class CARLADataset(Dataset):
-    """One clip per video: {"video": (T, 3, S, S) in [-1, 1], "frame_indices": (T,), "coords": (T, 2), ...}."""
+    """One clip per video: {"video": uint8 (T, 3, S, S), "frame_indices": (T,), "coords": (T, 2), ...}."""
 
     def __init__(
         self,
@@ -98,7 +115,7 @@ class CARLADataset(Dataset):
         positions = self.positions(video.shape[0])
         first, last = int(positions[0]), int(positions[-1])
         item = {  # a strided slice of the memory map, not fancy indexing: no intermediate copy of the frames
-            "video": frames_to_clip(video[first : last + 1 : self.frame_stride], self.image_size),
+            "video": uint8_clip(video[first : last + 1 : self.frame_stride], self.image_size),
             "frame_indices": positions,
         }
         if self.return_coords:
@@ -147,6 +164,14 @@ class CARLADataModule(RealDataModule):
         self.eval_num_frames = eval_num_frames or num_frames
         self.frame_stride, self.return_coords = frame_stride, return_coords
         self.val_size, self.seed = val_size, seed
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 "video" -> float in [-1, 1], where the batch now is (on the accelerator; FDM keeps whole videos on
+        the CPU in training)."""
+        video = batch.get("video") if isinstance(batch, dict) else None
+        if isinstance(video, torch.Tensor) and video.dtype == torch.uint8:
+            batch = {**batch, "video": uint8_to_unit_range(video)}
+        return batch
 
     def check_layout(self) -> None:
         super().check_layout()

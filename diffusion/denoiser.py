@@ -52,9 +52,17 @@ class Denoiser:
         self.clip_denoised = clip_denoised
 
     def network_output(self, z: Tensor, t: Tensor, mask: FrameMask, **cond) -> Tensor:
+        """The network's raw output, in z's precision (or the output's, if higher).
+
+        Under mixed precision (``torch.autocast``: Lightning's ``bf16-mixed`` / ``16-mixed``) the network returns a
+        half-precision tensor; it is cast back here, so that everything around the network (the loss and its
+        reduction, the parameterization conversions, every sampler's and guidance wrapper's arithmetic) runs on
+        float32 z, float32 schedule coefficients and a float32 output.
+        """
         # The network sees its time in float32 (float64 only for a float64 z), whatever dtype the time grid has.
         time = self.schedule.network_time(t).to(coefficient_dtype(z))
-        return self.network(z, time, mask, **cond)
+        output = self.network(z, time, mask, **cond)
+        return output.to(torch.promote_types(output.dtype, z.dtype))
 
     def __call__(self, z: Tensor, t: Tensor, mask: FrameMask, **cond) -> Tensor:
         alpha, sigma = (per_example(c, z).to(z.dtype) for c in self.schedule.alpha_sigma(t))
@@ -79,7 +87,9 @@ class Denoiser:
         clean), and regress the network output on its target over ``loss_frames`` (B, T) (default: the latent
         frames). Each example's error is averaged over its loss frames (padding and observed frames count for
         nothing), then over the examples that have any; with ``average_over_slots`` it is divided by all T slots
-        instead (improved-diffusion's ``mean_flat`` with a mask, as FDM's released trainer does).
+        instead (improved-diffusion's ``mean_flat`` with a mask, as FDM's released trainer does). Under mixed
+        precision only the network runs in half precision: z, the target, the error and its reduction are float32
+        (``network_output`` casts the output back).
         """
         batch = x0.shape[0]
         t = self.schedule.sample_training_times(batch, x0.device) if t is None else t

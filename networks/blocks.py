@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 ConvFactory = Callable[..., nn.Module]  # (in_channels, out_channels, kernel_size=3) -> a same-padded convolution
 NormFactory = Callable[[int], nn.Module]  # channels -> a normalisation layer
@@ -100,9 +101,22 @@ class ContextBlock(nn.Module):
 
 
 class BlockSequence(nn.Sequential, ContextBlock):
-    """Runs its layers in order, handing the context to the ``ContextBlock``s among them."""
+    """Runs its layers in order, handing the context to the ``ContextBlock``s among them.
+
+    With ``activation_checkpointing`` set (a plain attribute, not part of the state dict) and gradients enabled, the
+    block keeps only its input for the backward pass and runs its layers again there (``torch.utils.checkpoint``,
+    non-reentrant, with the random state of the forward pass restored, so dropout draws the same mask): the same
+    values and gradients for less activation memory and one more forward pass of the block.
+    """
+
+    activation_checkpointing: bool = False
 
     def forward(self, x: Tensor, ctx: UNetContext) -> Tensor:
+        if self.activation_checkpointing and torch.is_grad_enabled():
+            return checkpoint(self.run_layers, x, ctx, use_reentrant=False)
+        return self.run_layers(x, ctx)
+
+    def run_layers(self, x: Tensor, ctx: UNetContext) -> Tensor:
         for layer in self:
             x = layer(x, ctx) if isinstance(layer, ContextBlock) else layer(x)
         return x
@@ -206,7 +220,9 @@ class SelfAttention(nn.Module):
         b, c, *spatial = x.shape
         flat = x.reshape(b, c, -1)
         pattern = f"b ({self.qkv_layout}) n -> three b heads n d"
-        q, k, v = rearrange(self.qkv(self.norm(flat)), pattern, three=3, heads=self.num_heads)
+        # One copy to make the head dimension contiguous: SDPA's fused CPU kernel needs it (strided q/k/v fall back
+        # to the math path, which materialises the N x N weights); the values are the same.
+        q, k, v = rearrange(self.qkv(self.norm(flat)), pattern, three=3, heads=self.num_heads).contiguous()
         out = F.scaled_dot_product_attention(q, k, v)
         out = self.proj_out(rearrange(out, "b heads n d -> b (heads d) n"))
         return (flat + out).reshape(b, c, *spatial)

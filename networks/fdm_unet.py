@@ -85,6 +85,7 @@ class FDMUNetConfig:
     dropout: float = 0.0
     use_scale_shift_norm: bool = True
     temporal_norm: str = "official"
+    checkpoint_levels: tuple[int, ...] = ()  # U-Net levels with activation checkpointing (0 = finest); () = off
 
     def __post_init__(self) -> None:
         normalise_sequences(self)
@@ -242,6 +243,7 @@ class FDMUNet(UNet):
             channel_mult=config.channel_mult,
             num_res_blocks=config.num_res_blocks,
             attention_resolutions=config.attention_resolutions,
+            checkpoint_levels=config.checkpoint_levels,
         )
         self.config, self.channels, self.max_frames = config, channels, max_frames
 

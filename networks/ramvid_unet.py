@@ -60,6 +60,7 @@ class RaMViDUNetConfig:
     num_heads_upsample: int | None = None  # heads of the decoder's attention; None = num_heads (released: -1)
     dropout: float = 0.0
     use_scale_shift_norm: bool = True
+    checkpoint_levels: tuple[int, ...] = ()  # U-Net levels with activation checkpointing (0 = finest); () = off
 
     def __post_init__(self) -> None:
         normalise_sequences(self)
@@ -101,6 +102,7 @@ class RaMViDUNet(UNet):
             channel_mult=config.channel_mult,
             num_res_blocks=config.num_res_blocks,
             attention_resolutions=config.attention_resolutions,
+            checkpoint_levels=config.checkpoint_levels,
         )
         self.config, self.channels = config, channels
 

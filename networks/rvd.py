@@ -183,8 +183,10 @@ class ChannelLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
-        return (x - mean) / (var + self.eps).sqrt() * self.weight + self.bias
+        # Half-precision inputs (mixed precision) are normalised in float32, as GroupNorm32 does.
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        var, mean = torch.var_mean(xf, dim=1, unbiased=False, keepdim=True)
+        return ((xf - mean) / (var + self.eps).sqrt() * self.weight + self.bias).type(x.dtype)
 
 
 class LinearAttention(nn.Module):
@@ -431,5 +433,6 @@ class RVDNetwork(nn.Module):
         if not selected.any():
             return out
         frame_time = time.reshape(batch, 1).expand(batch, frames)[selected]
-        out[selected] = self.denoiser(z[selected], frame_time, [c[selected] for c in context])
+        # .to: under mixed precision the denoiser's output is half precision and z is not.
+        out[selected] = self.denoiser(z[selected], frame_time, [c[selected] for c in context]).to(out.dtype)
         return out

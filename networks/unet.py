@@ -17,6 +17,12 @@ inside the blocks (``networks.official``):
 
 Attention sits at the levels whose resolution (image_size / 2^level) is in ``attention_resolutions``, and always in the
 middle.
+
+Activation checkpointing (``checkpoint_levels``, a project option, off by default): the blocks of the listed levels
+(0 = the finest; a level's encoder blocks with its Downsample, its decoder blocks with their Upsample; the middle
+block belongs to the coarsest level) keep only their inputs in the forward pass and recompute their activations in
+the backward pass. The function, the gradients and the state dict are unchanged; a checkpointed level costs one more
+forward pass of its blocks per training step. For networks whose activations do not fit (VDM's 1.17B Kinetics model).
 """
 
 from __future__ import annotations
@@ -54,6 +60,16 @@ def level_resolutions(image_size: int, channel_mult: tuple[int, ...]) -> list[in
     return [image_size // 2**level for level in range(len(channel_mult))]
 
 
+def check_checkpoint_levels(channel_mult: tuple[int, ...], checkpoint_levels: tuple[int, ...]) -> None:
+    levels = range(len(channel_mult))
+    unknown = [level for level in checkpoint_levels if level not in levels]
+    if unknown:
+        raise ValueError(
+            f"checkpoint_levels: {unknown} are not levels of this U-Net (its levels are {list(levels)} for "
+            f"channel_mult={tuple(channel_mult)}; 0 is the finest)"
+        )
+
+
 def check_attention_resolutions(
     image_size: int, channel_mult: tuple[int, ...], attention_resolutions: tuple[int, ...]
 ) -> None:
@@ -80,14 +96,21 @@ class UNet(nn.Module):
         channel_mult: tuple[int, ...],
         num_res_blocks: int,
         attention_resolutions: tuple[int, ...],
+        checkpoint_levels: tuple[int, ...] = (),
     ):
         super().__init__()
         check_image_size(image_size, channel_mult)
         check_attention_resolutions(image_size, channel_mult, attention_resolutions)
+        check_checkpoint_levels(channel_mult, checkpoint_levels)
         self.image_size = image_size
         self.time_embed = TimeEmbedding(model_channels)
 
-        self.input_blocks = nn.ModuleList([BlockSequence(blocks.conv(in_channels, model_channels))])
+        def block(level: int, *layers: nn.Module) -> BlockSequence:
+            sequence = BlockSequence(*layers)
+            sequence.activation_checkpointing = level in checkpoint_levels
+            return sequence
+
+        self.input_blocks = nn.ModuleList([block(0, blocks.conv(in_channels, model_channels))])
         skip_channels, ch, resolution = [model_channels], model_channels, image_size
         for level, mult in enumerate(channel_mult):
             for _ in range(num_res_blocks):
@@ -95,15 +118,16 @@ class UNet(nn.Module):
                 ch = mult * model_channels
                 if resolution in attention_resolutions:
                     layers.append(blocks.attention(ch, False))
-                self.input_blocks.append(BlockSequence(*layers))
+                self.input_blocks.append(block(level, *layers))
                 skip_channels.append(ch)
             if level != len(channel_mult) - 1:
-                self.input_blocks.append(BlockSequence(blocks.downsample(ch)))
+                self.input_blocks.append(block(level, blocks.downsample(ch)))
                 skip_channels.append(ch)
                 resolution //= 2
 
-        self.middle_block = BlockSequence(
-            blocks.res_block(ch, ch), blocks.attention(ch, False), blocks.res_block(ch, ch)
+        coarsest = len(channel_mult) - 1
+        self.middle_block = block(
+            coarsest, blocks.res_block(ch, ch), blocks.attention(ch, False), blocks.res_block(ch, ch)
         )
 
         self.output_blocks = nn.ModuleList()
@@ -116,7 +140,7 @@ class UNet(nn.Module):
                 if level and i == num_res_blocks:
                     layers.append(blocks.upsample(ch))
                     resolution *= 2
-                self.output_blocks.append(BlockSequence(*layers))
+                self.output_blocks.append(block(level, *layers))
 
         self.out = OutputHead(ch, out_channels, blocks.conv, blocks.norm)
 

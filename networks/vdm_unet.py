@@ -66,6 +66,7 @@ class VDMUNetConfig:
     num_classes: int | None = None
     cond_dim: int | None = None
     frame_conditioning: bool = False
+    checkpoint_levels: tuple[int, ...] = ()  # U-Net levels with activation checkpointing (0 = finest); () = off
 
     def __post_init__(self) -> None:
         normalise_sequences(self)
@@ -128,7 +129,7 @@ class SpatialAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         height = x.shape[-2]
         q, k, v = rearrange(self.qkv(self.norm(x)), "n (three heads d) y x -> three n heads (y x) d", three=3,
-                            heads=self.num_heads)
+                            heads=self.num_heads).contiguous()  # contiguous heads: SDPA's fused CPU kernel
         out = rearrange(F.scaled_dot_product_attention(q, k, v), "n heads (y x) d -> n (heads d) y x", y=height)
         return x + self.proj_out(out)
 
@@ -257,6 +258,7 @@ class VDMUNet(UNet):
             channel_mult=config.channel_mult,
             num_res_blocks=config.num_res_blocks,
             attention_resolutions=config.attention_resolutions,
+            checkpoint_levels=config.checkpoint_levels,
         )
         self.config, self.channels = config, channels
         self.frame_conditioning = config.frame_conditioning

@@ -219,6 +219,46 @@ def test_bair_validation_split_is_fixed(bair_roots: dict[str, Path]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------- CARLA
+def as_model_input(dm: CARLADataModule, item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A CARLA item as the model receives it: uint8 from the data set, float after the data module's batch hook."""
+    assert item["video"].dtype == torch.uint8
+    return dm.on_after_batch_transfer(item, 0)
+
+
+def test_carla_whole_videos_travel_as_uint8_and_reach_the_model_as_the_float_clip(carla_root: Path, tmp_path) -> None:
+    from datamodules.carla import load_video
+    from datamodules.video_index import frames_to_clip
+
+    for size in (32, 16):  # the stored size (a copy) and a resize (rounded to uint8: within half a level)
+        dm = CARLADataModule(str(carla_root), image_size=size, return_coords=False, num_workers=0, batch_size=2)
+        quiet_setup(dm, "fit")
+        item = dm.datasets["train"][0]
+        assert item["video"].dtype == torch.uint8 and item["video"].shape == (40, 3, size, size)
+        expected = frames_to_clip(load_video(carla_root / dm.datasets["train"].names[0]), size)
+        tolerance = 0 if size == 32 else 0.5 / 127.5 + 1e-6
+        torch.testing.assert_close(as_model_input(dm, item)["video"], expected, rtol=0, atol=tolerance)
+
+    class Probe(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(()))
+            self.videos: list[torch.Tensor] = []
+
+        def training_step(self, batch, batch_idx):
+            self.videos.append(batch["video"])
+            return self.weight * batch["video"].mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    probe = Probe()
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(probe, datamodule=dm)
+    (video,) = probe.videos
+    assert video.dtype == torch.float32 and video.shape == (2, 40, 3, 16, 16) and -1 <= video.min() <= video.max() <= 1
+
+
 def test_carla_clips_coordinates_and_splits(carla_root: Path) -> None:
     dm = CARLADataModule(str(carla_root.parent), num_frames=8, frame_stride=3, image_size=32, val_size=1)
     quiet_setup(dm, "fit", "test")
@@ -227,7 +267,7 @@ def test_carla_clips_coordinates_and_splits(carla_root: Path) -> None:
     for split in ("train", "val", "test"):
         seen[split] = []
         for i in range(len(dm.datasets[split])):
-            item = dm.datasets[split][i]
+            item = as_model_input(dm, dm.datasets[split][i])
             check_clip(item, 8, 32)
             positions = item["frame_indices"]
             video_id = round(float((item["video"][0, 1, 0, 0] + 1) * 127.5))
@@ -244,7 +284,7 @@ def test_carla_clips_coordinates_and_splits(carla_root: Path) -> None:
 def test_carla_whole_videos_resize_and_default_validation(carla_root: Path) -> None:
     dm = CARLADataModule(str(carla_root), image_size=16, return_coords=False)
     quiet_setup(dm, "fit")
-    item = dm.datasets["train"][0]
+    item = as_model_input(dm, dm.datasets["train"][0])
     check_clip(item, 40, 16)
     assert item["frame_indices"].tolist() == list(range(40)) and "coords" not in item
     assert len(dm.datasets["val"]) == 2  # no validation split in FDM: validate on test
