@@ -32,6 +32,7 @@ from datamodules.video_index import (
     carve_validation,
     frames_to_clip,
     load_or_substitute,
+    uint8_to_unit_range,
     window_start,
 )
 
@@ -74,11 +75,6 @@ def uint8_clip(frames: torch.Tensor, image_size: int) -> torch.Tensor:
     if frames.shape[1] == frames.shape[2] == image_size:
         return frames.permute(0, 3, 1, 2).contiguous()
     return frames_to_clip(frames, image_size).add_(1).mul_(127.5).round_().to(torch.uint8)
-
-
-def uint8_to_unit_range(video: torch.Tensor) -> torch.Tensor:
-    """uint8 -> float32 in [-1, 1], the same arithmetic as ``frames_to_clip`` (bit for bit)."""
-    return video.to(torch.float32).div_(127.5).sub_(1)
 
 
 class CARLADataset(Dataset):
@@ -166,9 +162,14 @@ class CARLADataModule(RealDataModule):
         self.val_size, self.seed = val_size, seed
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """uint8 "video" -> float in [-1, 1], where the batch now is (on the accelerator; FDM keeps whole videos on
-        the CPU in training)."""
+        """uint8 "video" -> float in [-1, 1], where the batch now is (on the accelerator). A model that keeps whole
+        training videos on the CPU and converts only the frames it picks (``converts_training_frames``: FDM) gets
+        them as uint8 in training."""
         video = batch.get("video") if isinstance(batch, dict) else None
+        trainer = self.trainer
+        module = trainer.lightning_module if trainer is not None else None
+        if trainer is not None and trainer.training and getattr(module, "converts_training_frames", False):
+            return batch
         if isinstance(video, torch.Tensor) and video.dtype == torch.uint8:
             batch = {**batch, "video": uint8_to_unit_range(video)}
         return batch

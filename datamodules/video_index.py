@@ -231,6 +231,11 @@ class SkippedVideoReport(Callback):
 
 
 # ------------------------------------------------------------------------------------------------------------ frames
+def uint8_to_unit_range(video: torch.Tensor) -> torch.Tensor:
+    """uint8 frames -> float32 in [-1, 1], the same arithmetic as ``frames_to_clip`` (bit for bit)."""
+    return video.to(torch.float32).div_(127.5).sub_(1)
+
+
 def frames_to_clip(
     frames: np.ndarray | torch.Tensor,
     image_size: int,

@@ -26,6 +26,7 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 
+from datamodules.video_index import uint8_to_unit_range
 from diffusion import FrameMask
 from diffusion.frame_sampling import PADDING, fdm_training_slots
 from diffusion.schemes import Stage, scheme_image
@@ -38,6 +39,10 @@ from video_io import write_png
 
 
 class FDM(VideoDiffusionModule):
+    # Whole training videos stay on the CPU; uint8 data (CARLA's 1000-frame videos) becomes float only for the K
+    # frames a pass picks, on the device (the data module leaves it uint8 in training for such models).
+    converts_training_frames = True
+
     def __init__(
         self,
         clip: ClipShape = ClipShape(num_frames=20, image_size=128, channels=3),
@@ -91,6 +96,8 @@ class FDM(VideoDiffusionModule):
         slots = fdm_training_slots(batch_size, length, self.clip.num_frames, self.padding, self.training_generator())
         indices = slots.mask.frame_indices
         frames = video[slots.source, indices].to(self.device)  # (B, K, C, H, W)
+        if frames.dtype == torch.uint8:
+            frames = uint8_to_unit_range(frames)
         positions = batch["frame_indices"].cpu()[slots.source, indices]  # absolute positions in the videos
         mask = FrameMask(slots.mask.observed, slots.mask.latent, positions).to(self.device)
         return self.denoiser(use_ema=False).loss(

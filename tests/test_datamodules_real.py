@@ -259,6 +259,36 @@ def test_carla_whole_videos_travel_as_uint8_and_reach_the_model_as_the_float_cli
     assert video.dtype == torch.float32 and video.shape == (2, 40, 3, 16, 16) and -1 <= video.min() <= video.max() <= 1
 
 
+def test_fdm_gets_uint8_training_videos_and_converts_only_the_frames_it_picks(carla_root: Path, tmp_path) -> None:
+    from lightning_modules.fdm import FDM, FDMUNetConfig
+    from lightning_modules.groups import ClipShape, TaskConfig
+
+    torch.manual_seed(0)
+    model = FDM(clip=ClipShape(num_frames=4, image_size=16), task=TaskConfig(num_given=2, video_length=8),
+                network=FDMUNetConfig(model_channels=8, channel_mult=(1, 2), attention_resolutions=(8,), num_heads=2))
+    dm = CARLADataModule(str(carla_root), image_size=16, return_coords=False, num_workers=0, batch_size=2)
+    seen: list[torch.Tensor] = []
+    training_loss = model.training_loss
+
+    def spy(batch):
+        seen.append(batch["video"])
+        return training_loss(batch)
+
+    model.training_loss = spy
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                         default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    (video,) = seen
+    assert video.dtype == torch.uint8 and video.shape == (2, 40, 3, 16, 16), "the whole videos were converted"
+    batch = {"video": video, "frame_indices": torch.arange(40).expand(2, 40)}
+    torch.manual_seed(1)
+    from_uint8 = model.training_loss(batch)
+    torch.manual_seed(1)
+    from_float = model.training_loss({**batch, "video": video.float() / 127.5 - 1})
+    torch.testing.assert_close(from_uint8, from_float, rtol=0, atol=0)
+
+
 def test_carla_clips_coordinates_and_splits(carla_root: Path) -> None:
     dm = CARLADataModule(str(carla_root.parent), num_frames=8, frame_stride=3, image_size=32, val_size=1)
     quiet_setup(dm, "fit", "test")
