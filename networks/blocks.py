@@ -124,13 +124,15 @@ class BlockSequence(nn.Sequential, ContextBlock):
 
 # -------------------------------------------------------------------------------------------------- named blocks
 class TimeEmbedding(nn.Module):
-    """Sinusoidal features of the network time, then Linear-SiLU-Linear to 4x the base width (improved-diffusion)."""
+    """Sinusoidal features of the network time, then Linear-SiLU-Linear to ``emb_channels`` (improved-diffusion: 4x
+    the base width)."""
 
-    def __init__(self, model_channels: int):
+    def __init__(self, model_channels: int, emb_channels: int | None = None):
         super().__init__()
         self.model_channels = model_channels
-        self.linear_1 = nn.Linear(model_channels, 4 * model_channels)
-        self.linear_2 = nn.Linear(4 * model_channels, 4 * model_channels)
+        emb_channels = emb_channels or 4 * model_channels
+        self.linear_1 = nn.Linear(model_channels, emb_channels)
+        self.linear_2 = nn.Linear(emb_channels, emb_channels)
 
     def forward(self, t: Tensor) -> Tensor:
         features = timestep_embedding(t, self.model_channels).to(self.linear_1.weight.dtype)

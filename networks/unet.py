@@ -97,13 +97,14 @@ class UNet(nn.Module):
         num_res_blocks: int,
         attention_resolutions: tuple[int, ...],
         checkpoint_levels: tuple[int, ...] = (),
+        emb_channels: int | None = None,
     ):
         super().__init__()
         check_image_size(image_size, channel_mult)
         check_attention_resolutions(image_size, channel_mult, attention_resolutions)
         check_checkpoint_levels(channel_mult, checkpoint_levels)
         self.image_size = image_size
-        self.time_embed = TimeEmbedding(model_channels)
+        self.time_embed = TimeEmbedding(model_channels, emb_channels)  # default width: 4 x model_channels
 
         def block(level: int, *layers: nn.Module) -> BlockSequence:
             sequence = BlockSequence(*layers)

@@ -66,11 +66,14 @@ class VDMUNetConfig:
     num_classes: int | None = None
     cond_dim: int | None = None
     frame_conditioning: bool = False
+    emb_channels: int | None = None  # width of the time / condition embedding; None = 4 x model_channels
     checkpoint_levels: tuple[int, ...] = ()  # U-Net levels with activation checkpointing (0 = finest); () = off
 
     def __post_init__(self) -> None:
         normalise_sequences(self)
         check_positive(self, "model_channels", "num_res_blocks", "attention_head_dim", "max_relative_distance")
+        if self.emb_channels is not None:
+            check_positive(self, "emb_channels")
         check_multipliers(self, "channel_mult")
         check_dropout(self)
         if self.num_classes is not None and self.cond_dim is not None:
@@ -231,7 +234,7 @@ class VDMUNet(UNet):
 
     def __init__(self, config: VDMUNetConfig, *, image_size: int, channels: int = 3):
         check_shape_arguments(image_size=image_size, channels=channels)
-        emb = 4 * config.model_channels
+        emb = config.emb_channels or 4 * config.model_channels
         for mult in config.channel_mult:
             num_heads_for(mult * config.model_channels, config.attention_head_dim)
 
@@ -259,6 +262,7 @@ class VDMUNet(UNet):
             num_res_blocks=config.num_res_blocks,
             attention_resolutions=config.attention_resolutions,
             checkpoint_levels=config.checkpoint_levels,
+            emb_channels=emb,
         )
         self.config, self.channels = config, channels
         self.frame_conditioning = config.frame_conditioning

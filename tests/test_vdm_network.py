@@ -140,3 +140,17 @@ def test_errors_name_the_field() -> None:
         VDMUNetConfig(num_classes=3, cond_dim=4)
     with pytest.raises(ValueError, match="channels"):
         net(torch.randn(1, 2, 1, 8, 8), torch.zeros(1))
+
+
+def test_embedding_width_is_a_config_field():
+    config = VDMUNetConfig(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
+                           attention_head_dim=8, emb_channels=48, num_classes=3)
+    network = VDMUNet(config, image_size=8)
+    assert network.time_embed.linear_2.out_features == 48 and network.cond_embed.label_embed.embedding_dim == 48
+    z = torch.randn(2, 3, 3, 8, 8)
+    assert network(z, torch.tensor([0.5, -1.0]), label=torch.tensor([0, 2])).shape == z.shape
+    default = VDMUNet(VDMUNetConfig(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
+                                    attention_head_dim=8), image_size=8)
+    assert default.time_embed.linear_2.out_features == 32
+    with pytest.raises(ValueError, match="emb_channels"):
+        VDMUNetConfig(emb_channels=0)
