@@ -160,8 +160,9 @@ class VideoDiffusionCLI(LightningCLI):
             raise SystemExit(EXIT_SIGTERM) from stop
 
 
-def run(args: list[str] | None = None) -> VideoDiffusionCLI:
-    """Parse ``args`` (default: sys.argv), build model, data and trainer, and run the subcommand."""
+def run(args: list[str] | None = None, subcommand: bool = True) -> VideoDiffusionCLI:
+    """Parse ``args`` (default: sys.argv), build model, data and trainer, and run the subcommand (with
+    ``subcommand=False``: ``args`` name none, and only the objects are built)."""
     return VideoDiffusionCLI(
         pl.LightningModule,  # every method, and helpers such as the CARLA position regressor
         pl.LightningDataModule,
@@ -176,6 +177,7 @@ def run(args: list[str] | None = None) -> VideoDiffusionCLI:
         # stop and resume. StopOnSigterm comes after ExactResume: a stop after a batch finds that batch recorded.
         trainer_defaults={"callbacks": [NonFiniteLossGuard(), ExactResume(), StopOnSigterm()]},
         args=args,
+        run=subcommand,
     )
 
 

@@ -35,6 +35,7 @@ from lightning_modules.groups import (
 )
 from metrics.protocol import EvaluationProtocol, VideoEvaluation
 from metrics.report import run_dir, write_json
+from metrics.sampling_cost import SamplingCost
 
 
 def frame_metrics(prefix: str) -> MetricCollection:
@@ -385,20 +386,22 @@ class VideoDiffusionModule(pl.LightningModule):
     def on_test_start(self) -> None:
         self.test_evaluation = VideoEvaluation(self.evaluation, self.video_length).to(self.device)
         self._test_videos = 0
+        self.sampling_cost = SamplingCost([self.network, self.ema.module])
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         batch = self.eval_batch(batch)
         video = batch["video"]
         mask = self.eval_mask(batch)
         n = self.evaluation.num_samples
-        samples = self.sample_many(
-            video,
-            mask,
-            n,
-            self.clip_noise(batch, num_samples=n),
-            progress=self.trainer.progress_bar_callback is not None,
-            **self.conditioning(batch),
-        )
+        with self.sampling_cost.measure(num_clips=video.shape[0] * n):
+            samples = self.sample_many(
+                video,
+                mask,
+                n,
+                self.clip_noise(batch, num_samples=n),
+                progress=self.trainer.progress_bar_callback is not None,
+                **self.conditioning(batch),
+            )
         self.test_evaluation.update(samples, video, mask)
         self._test_videos += video.shape[0]
         # For test-time callbacks (e.g. the CARLA position metrics).
@@ -439,6 +442,8 @@ class VideoDiffusionModule(pl.LightningModule):
         }
         if "crps" in model:
             report["beats_copy_last_frame_crps"] = model["crps"] < baseline["crps"]
+        report["sampling_cost"] = self.sampling_cost.compute(self.all_gather, self.device)
+        self.sampling_cost.remove()
         flat = {f"test/{k}": v for k, v in model.items()}
         flat.update({f"test/copy_last_frame/{k}": v for k, v in baseline.items()})
         self.log_dict(flat, sync_dist=False)

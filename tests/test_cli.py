@@ -42,6 +42,9 @@ def test_fit_test_predict_write_checkpoints_metrics_and_videos(tmp_path: Path) -
     assert set(report["model"]) == {"psnr_mean", "psnr_best", "ssim_mean", "ssim_best", "crps"}
     assert set(report["copy_last_frame"]) == {"psnr_mean", "psnr_best", "ssim_mean", "ssim_best", "crps"}
     assert report["model"]["psnr_best"] >= report["model"]["psnr_mean"]
+    # RaMViD samples a clip in one pass: one network evaluation per DDIM step for each sampled clip.
+    assert report["sampling_cost"]["network_evaluations_per_clip"] == 3
+    assert report["sampling_cost"]["seconds_per_clip"] > 0
     assert all(torch.isfinite(torch.tensor(v)) for v in report["model"].values())
     assert "fvd" in report["notes"], "4-frame clips cannot give an FVD, and the report must say why"
 

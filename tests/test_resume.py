@@ -22,7 +22,17 @@ def signal_at(step: int, name: str) -> list[str]:
             f"--trainer.callbacks.signal_name={name}"]
 
 
-def test_runs_stopped_three_times_match_the_uninterrupted_run_step_by_step(tmp_path: Path) -> None:
+@pytest.fixture
+def one_thread():
+    """Bit-for-bit equality holds at a fixed thread count: CPU reductions split over more threads add in another
+    order. The killed run is a subprocess with one thread (``run_vdiff``), so the in-process runs use one too."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_runs_stopped_three_times_match_the_uninterrupted_run_step_by_step(tmp_path: Path, one_thread) -> None:
     # 16 clips in batches of 4: an epoch is 4 steps; validation, sample videos and evaluation run every epoch.
     settings = dict(trainer={"max_steps": 12}, data={"train_size": 16, "batch_size": 4})
     reference_dir, stopped_dir = tmp_path / "reference", tmp_path / "stopped"

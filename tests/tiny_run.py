@@ -15,6 +15,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 MAIN_CONFIG = REPO / "experiments" / "ramvid_shapes.yaml"
 FDM_CONFIG = REPO / "experiments" / "fdm_shapes.yaml"
+EXPERIMENTS = REPO / "experiments"
 
 # Per method: the experiment config and the model / data fields that shrink it to seconds.
 TINY = {
@@ -43,6 +44,30 @@ TINY = {
         },
         dict(num_frames=10, image_size=8, size_range=[2.0, 3.0], offscreen=4.0, train_size=16, val_size=4,
              test_size=4, predict_size=2, batch_size=4, eval_batch_size=2),
+    ),
+    "rvd": (
+        EXPERIMENTS / "rvd_shapes.yaml",
+        {
+            "clip": {"num_frames": 4, "image_size": 8},
+            "network": {"model_channels": 8, "channel_mult": [1, 2], "predictor_mult": [1, 2]},
+            "diffusion": {"steps": 100},
+            "sampling": {"steps": 3},
+            "task": {"num_given": 2},
+        },
+        dict(num_frames=4, image_size=8, size_range=[2.0, 3.0], train_size=16, val_size=4, test_size=4,
+             predict_size=2, batch_size=4, eval_batch_size=4),
+    ),
+    "vdm": (
+        EXPERIMENTS / "vdm_shapes.yaml",
+        {
+            "clip": {"num_frames": 4, "image_size": 8},
+            "network": {"model_channels": 8, "channel_mult": [1, 2], "attention_resolutions": [4]},
+            "sampling": {"steps": 3},
+            "task": {"num_given": 2},
+            "num_image_frames": 2,
+        },
+        dict(num_frames=4, image_size=8, size_range=[2.0, 3.0], train_size=16, val_size=4, test_size=4,
+             predict_size=2, batch_size=4, eval_batch_size=4),
     ),
 }
 
