@@ -54,7 +54,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--schemes", nargs="+", default=list(SCHEMES))
     args = parser.parse_args()
-    torch.set_num_threads(1) if torch.get_num_threads() > 2 else None
 
     steps = yaml.safe_load(CONFIG.read_text())["trainer"]["max_steps"]
     fit(CONFIG, args.run, steps)
