@@ -59,15 +59,19 @@ def main() -> None:
     fit(CONFIG, args.run, steps)
     checkpoint = torch.load(args.run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     sampling = [f"--model.init_args.sampling.{k}={v}" for k, v in (("sampler", args.sampler), ("steps", args.steps)) if v]
+
+    def build(*flags: str) -> vdiff.VideoDiffusionCLI:
+        return vdiff.run(["--config", str(CONFIG), "--trainer.logger", "false", f"--data.init_args.test_size={args.videos}",
+                          *sampling, *flags], subcommand=False)
+
+    # The same test videos, given frames and copy-last baseline for every scheme.
+    data = build().datamodule.dataset("test")
+    video = default_collate([data[i] for i in range(len(data))])["video"]
+    video = video.float() / 127.5 - 1 if video.dtype == torch.uint8 else video
     rows, results = [], {}
     for scheme in args.schemes:
-        cli = vdiff.run(["--config", str(CONFIG), "--trainer.logger", "false", f"--data.init_args.test_size={args.videos}",
-                         f"--model.init_args.rollout.scheme={scheme}", *sampling], subcommand=False)
-        module = cli.model.eval()
+        module = build(f"--model.init_args.rollout.scheme={scheme}").model.eval()
         module.load_state_dict(checkpoint["state_dict"])
-        data = cli.datamodule.dataset("test")
-        video = default_collate([data[i] for i in range(len(data))])["video"]
-        video = video.float() / 127.5 - 1 if video.dtype == torch.uint8 else video
         num_given = module.task.num_given
         mask = task_mask("prediction", video.shape[0], video.shape[1], num_given)
         start = time.perf_counter()
@@ -76,11 +80,10 @@ def main() -> None:
         seconds = time.perf_counter() - start
         results[scheme] = {**scores(sample, video, num_given), "seconds_per_video": seconds / video.shape[0],
                            "stages": len(module.stages(video.shape[1], num_given))}
-        results["copy_last_frame"] = scores(copy_last_observed(video, mask), video, num_given)
         rows.append([scheme, results[scheme]["psnr"], results[scheme]["late_psnr"], results[scheme]["colour_error"],
                      results[scheme]["stages"], results[scheme]["seconds_per_video"]])
         print(rows[-1], flush=True)
-    base = results["copy_last_frame"]
+    base = results["copy_last_frame"] = scores(copy_last_observed(video, mask), video, num_given)
     rows.append(["copy last frame", base["psnr"], base["late_psnr"], base["colour_error"], 0, 0.0])
     table = markdown_table(["scheme", "PSNR (dB)", f"late PSNR (last {LATE})", f"colour error (last {LATE}, x255)",
                             "stages", "s / video"], rows)
