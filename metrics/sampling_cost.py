@@ -43,8 +43,9 @@ class SamplingCost:
     def compute(self, all_gather: Callable[[Tensor], Tensor], device: torch.device) -> dict[str, float]:
         """Totals over every DDP rank (``all_gather`` of the LightningModule: a collective, call it on all ranks)."""
         local = torch.tensor([self.evaluations, self.seconds, self.clips], dtype=torch.float64, device=device)
-        evaluations, seconds, clips = all_gather(local).reshape(-1, 3).sum(0).tolist()
-        ranks = all_gather(torch.ones(1, device=device)).numel()
+        per_rank = all_gather(local).reshape(-1, 3)
+        ranks = per_rank.shape[0]
+        evaluations, seconds, clips = per_rank.sum(0).tolist()
         clips = max(clips, 1.0)
         return {
             "network_evaluations_per_clip": evaluations / clips,
