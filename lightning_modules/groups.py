@@ -76,6 +76,8 @@ class SamplingConfig:
         and beta_t (1, "fixed large": what improved-diffusion, FDM and RaMViD sample with).
     pc_delta, corrector_steps: the predictor-corrector's Langevin step size and corrections per step (VDM: 0.1, 1).
     s_churn: Heun's stochastic churn (Karras et al.; 0 = the deterministic probability-flow ODE).
+    second_order_max: Heun takes its second evaluation on steps that start at sigma / alpha <= this (80, Karras et
+        al.'s top level); steps above it are Euler steps (.inf = every step, as Karras et al.'s own grids).
     sde_eta: noise of the DPM-Solver++ SDE samplers (1 = the SDE, 0 = deterministic).
     grid: the time grid: uniform in t, uniform in log-SNR, or Karras et al.'s (exponent ``rho``);
     sigma_max: start the grid where sigma / alpha = sigma_max (null = the schedule's noisiest time).
@@ -90,6 +92,7 @@ class SamplingConfig:
     pc_delta: float = 0.1
     corrector_steps: int = 1
     s_churn: float = 0.0
+    second_order_max: float = 80.0
     sde_eta: float = 1.0
     rho: float = 7.0
     sigma_max: float | None = None
@@ -111,6 +114,8 @@ class SamplingConfig:
         for name in ("s_churn", "sde_eta"):
             if getattr(self, name) < 0:
                 raise ValueError(f"sampling.{name}: must be >= 0, got {getattr(self, name)}")
+        if not self.second_order_max > 0:
+            raise ValueError(f"sampling.second_order_max: must be > 0, got {self.second_order_max}")
         if self.rho <= 0:
             raise ValueError(f"sampling.rho: must be > 0, got {self.rho}")
         if self.sigma_max is not None and self.sigma_max <= 0:
@@ -124,6 +129,7 @@ class SamplingConfig:
             "delta": self.pc_delta,
             "corrector_steps": self.corrector_steps,
             "s_churn": self.s_churn,
+            "second_order_max": self.second_order_max,
             "sde_eta": self.sde_eta,
             "rho": self.rho,
             "sigma_max": self.sigma_max,

@@ -179,9 +179,10 @@ def test_denoiser_always_sees_the_given_frames(sampler, options):
         seen.append(z.clone())
         return torch.zeros_like(z)
 
-    sample(Denoiser(network, DiscreteSchedule.linear(100), "eps"), given, mask, sampler=sampler, steps=5, **options)
+    schedule = DiscreteSchedule.linear(100)
+    sample(Denoiser(network, schedule, "eps"), given, mask, sampler=sampler, steps=5, **options)
     observed = FrameMask.per_frame(mask.observed, given).expand_as(given)
-    assert len(seen) == network_calls(sampler, 5, **options)
+    assert len(seen) == network_calls(sampler, 5, schedule=schedule, **options)
     for z in seen:
         assert torch.equal(z[observed], given[observed])
 
@@ -257,18 +258,26 @@ def test_steps_none_on_continuous_schedule_uses_default_steps():
     assert net.calls == 256
 
 
+@pytest.mark.parametrize("grid", ["uniform", "karras"])
 @pytest.mark.parametrize("sampler,options", SAMPLER_OPTIONS)
-@pytest.mark.parametrize("steps", [1, 3, 7])
-def test_network_calls_counts_the_denoiser_calls(sampler, options, steps):
+@pytest.mark.parametrize("steps", [1, 3, 7, 20])
+def test_network_calls_counts_the_denoiser_calls(sampler, options, steps, grid):
     net = Counting(TinyNet())
-    sample(Denoiser(net, DiscreteSchedule.linear(50), "eps"), clip(), mixed_mask(), sampler=sampler, steps=steps,
-           **options)
-    assert net.calls == network_calls(sampler, steps, **options)
+    schedule = DiscreteSchedule.cosine(50)
+    sample(Denoiser(net, schedule, "eps"), clip(), mixed_mask(), sampler=sampler, steps=steps, grid=grid, **options)
+    assert net.calls == network_calls(sampler, steps, schedule=schedule, grid=grid, **options)
 
 
 def test_network_calls_of_each_family():
     assert network_calls("ddim", 10) == network_calls("dpmpp_2m", 10) == network_calls("dpmpp_3m_sde", 10) == 10
-    assert network_calls("heun", 10) == 19  # two per step, one on the last
+    schedule = DiscreteSchedule.cosine(1000)  # its top noise level s = sigma / alpha is ~ 1e4, above 80
+    capped = {"grid": "karras", "sigma_max": 80.0}
+    assert network_calls("heun", 10, schedule=schedule, **capped) == 19  # two per step, one on the last
+    # From the top of the chain, steps above s = 80 are Euler steps (one call); a cap of inf corrects them all.
+    assert network_calls("heun", 10, schedule=schedule) < 19
+    assert network_calls("heun", 10, schedule=schedule, second_order_max=float("inf")) == 19
+    with pytest.raises(ValueError, match="schedule"):
+        network_calls("heun", 10)
     assert network_calls("predictor_corrector", 10) == 19  # default: one correction per step but the last
     assert network_calls("predictor_corrector", 10, corrector_steps=3) == 10 + 27
     with pytest.raises(ValueError, match="sampler"):
@@ -336,16 +345,17 @@ def test_zero_steps_is_an_error_not_the_full_chain():
 
 def test_every_option_is_listed_with_its_default():
     assert sampling_options() == {"eta": 0.0, "gamma": 0.0, "delta": 0.1, "corrector_steps": 1, "s_churn": 0.0,
-                                  "sde_eta": 1.0, "rho": 7.0, "sigma_max": None}
+                                  "second_order_max": 80.0, "sde_eta": 1.0, "rho": 7.0, "sigma_max": None}
 
 
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
 def test_one_config_group_of_options_serves_every_sampler(sampler):
     """``sample`` hands each sampler only its own options: the full group equals the sampler's own ones alone."""
-    group = {"eta": 0.5, "gamma": 0.3, "delta": 0.05, "corrector_steps": 2, "s_churn": 1.0, "sde_eta": 0.7, "rho": 5.0}
+    group = {"eta": 0.5, "gamma": 0.3, "delta": 0.05, "corrector_steps": 2, "s_churn": 1.0, "second_order_max": 9.0,
+             "sde_eta": 0.7, "rho": 5.0}
     own = {k: v for k, v in group.items() if k in {"eta"} and sampler == "ddim" or k in {"gamma"} and sampler in
            ("ddpm", "predictor_corrector") or k in {"delta", "corrector_steps"} and sampler == "predictor_corrector"
-           or k == "s_churn" and sampler == "heun" or k == "sde_eta" and sampler.endswith("_sde")}
+           or k in {"s_churn", "second_order_max"} and sampler == "heun" or k == "sde_eta" and sampler.endswith("_sde")}
     denoiser = Denoiser(TinyNet(), DiscreteSchedule.linear(50), "eps")
     a = sample(denoiser, clip(), mixed_mask(), sampler=sampler, steps=4, grid="karras",
                generator=torch.Generator().manual_seed(0), **group)
@@ -359,7 +369,7 @@ def test_one_config_group_of_options_serves_every_sampler(sampler):
 
 @pytest.mark.parametrize("sampler,option,values", [
     ("ddim", "eta", (0.0, 1.0)), ("ddpm", "gamma", (0.0, 1.0)), ("predictor_corrector", "delta", (0.1, 0.3)),
-    ("heun", "s_churn", (0.0, 5.0)), ("dpmpp_2m_sde", "sde_eta", (0.0, 1.0)), ("dpmpp_3m_sde", "sde_eta", (0.0, 1.0)),
+    ("heun", "s_churn", (0.0, 5.0)), ("heun", "second_order_max", (1.0, float("inf"))), ("dpmpp_2m_sde", "sde_eta", (0.0, 1.0)), ("dpmpp_3m_sde", "sde_eta", (0.0, 1.0)),
 ])
 def test_each_option_changes_its_sampler(sampler, option, values):
     denoiser = Denoiser(TinyNet(), DiscreteSchedule.linear(50), "eps")
