@@ -49,6 +49,7 @@ def test_print_config_shows_the_groups(name: str, capsys: pytest.CaptureFixture[
         (lambda: SamplingConfig(grid="cosine"), "sampling.grid"),
         (lambda: SamplingConfig(gamma=1.5), "sampling.gamma"),
         (lambda: SamplingConfig(pc_delta=0.0), "sampling.pc_delta"),
+        (lambda: SamplingConfig(second_order_max=0.0), "sampling.second_order_max"),
         (lambda: TaskConfig(task="outpainting"), "task.task"),
         (lambda: RolloutConfig(scheme="hierarchy_9"), "rollout.scheme"),
         (lambda: EMAConfig(decay=1.0), "ema.decay"),
@@ -63,8 +64,8 @@ def test_groups_check_themselves_naming_the_field(build, field: str) -> None:
 
 def test_every_sampler_option_is_reachable_from_the_sampling_group() -> None:
     options = SamplingConfig(sampler="predictor_corrector", gamma=0.3, pc_delta=0.05, corrector_steps=2, eta=0.5).options()
-    assert options == {"eta": 0.5, "gamma": 0.3, "delta": 0.05, "corrector_steps": 2, "s_churn": 0.0, "sde_eta": 1.0,
-                       "rho": 7.0, "sigma_max": None}
+    assert options == {"eta": 0.5, "gamma": 0.3, "delta": 0.05, "corrector_steps": 2, "s_churn": 0.0,
+                       "second_order_max": 80.0, "sde_eta": 1.0, "rho": 7.0, "sigma_max": None}
     from diffusion.samplers import sampling_options
 
     assert set(options) == set(sampling_options()), "every option of every sampler and grid has a config field"
