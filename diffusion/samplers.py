@@ -186,7 +186,7 @@ def sample_heun(
     It integrates dx/ds = eps_hat in the VE coordinates x = z / alpha, s = sigma / alpha, which is the VP ODE exactly
     (k-diffusion's wrappers for VP models do the same): an Euler step to s_next (the DDIM step, written in z without
     dividing by a tiny alpha), a second evaluation there, and the average slope; the last step, to the clean state, is
-    the Euler step alone (x_hat). Two denoiser calls per step but the last.
+    the Euler step alone (x_hat). Two denoiser calls per step but the last (and those above ``second_order_max``).
 
     A step that starts above the VE noise level ``second_order_max`` (Karras et al.'s sigma_max, 80) is the Euler step
     alone: its correction scales the difference of the two eps estimates by the step in s, which from the top of a
