@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -22,6 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import vdiff  # noqa: E402
 from benchmarks.cli_runs import REPO  # noqa: E402
 from metrics.frame_quality import frame_psnr, to_unit_range  # noqa: E402
+
+
+def trained_with(run: Path, field: str, default):
+    """A model option as the run was trained (its ``config_fit.yaml``, command-line overrides included)."""
+    saved = run / "config_fit.yaml"
+    if not saved.exists():
+        return default
+    return yaml.safe_load(saved.read_text())["model"]["init_args"].get(field, default)
 
 
 def main() -> None:
@@ -45,7 +54,8 @@ def main() -> None:
                           to_unit_range(video[:, frames].flatten(0, 1))).mean().item()
 
     result = {"clips": len(data), "checkpoint_global_step": checkpoint["global_step"],
-              "predictor_loss_weight": module.predictor_loss_weight,
+              "predictor_loss_weight": trained_with(args.run, "predictor_loss_weight", module.predictor_loss_weight),
+              "loss_type": trained_with(args.run, "loss_type", module.loss_type),
               "mu_psnr": psnr(mu), "copy_previous_frame_psnr": psnr(video.roll(1, dims=1))}
     out = args.run / "benchmark"
     out.mkdir(exist_ok=True)

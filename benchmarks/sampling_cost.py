@@ -36,8 +36,10 @@ FAST = {"dpmpp_2m": (5, 10, 20, 50), "ddim": (10, 20, 50), "heun": (3, 5, 10)}
 
 
 def settings(method: str) -> list[tuple[str, dict]]:
-    schedule_steps = yaml.safe_load(config_of(method).read_text())["model"]["init_args"]["diffusion"]["steps"]
-    runs = [("full chain", {**FULL_CHAIN[method], "steps": FULL_CHAIN[method]["steps"] or schedule_steps})]
+    chain = dict(FULL_CHAIN[method])
+    if chain["steps"] is None:  # the discrete schedule's every step (VDM's continuous one names its own count)
+        chain["steps"] = yaml.safe_load(config_of(method).read_text())["model"]["init_args"]["diffusion"]["steps"]
+    runs = [("full chain", chain)]
     for sampler, steps in FAST.items():
         runs += [(f"{sampler} {n}", {"sampler": sampler, "steps": n}) for n in steps]
     return runs

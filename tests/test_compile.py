@@ -19,12 +19,7 @@ import torch
 from callbacks import CompileNetwork
 from tests.tiny_methods import METHODS, tiny_loader, tiny_module
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class LossRecorder(pl.Callback):

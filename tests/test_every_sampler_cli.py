@@ -16,12 +16,7 @@ from diffusion.samplers import SAMPLERS
 from tests.tiny_run import TINY, tiny_config
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize("sampler", sorted(SAMPLERS))

@@ -32,12 +32,7 @@ def latent_psnr(frames: torch.Tensor, video: torch.Tensor, mask: FrameMask) -> f
     return frame_psnr(pick(frames), pick(video)).mean().item()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize("method", sorted(TRAINING))

@@ -25,12 +25,7 @@ HALF = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 LOSS_RTOL = {"bf16-mixed": 2e-3, "16-mixed": 3e-4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def output_dtypes(network: torch.nn.Module) -> list[torch.dtype]:

@@ -19,13 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_NETWORK = RVDNetworkConfig(model_channels=8, channel_mult=(1, 2), predictor_mult=(1, 2))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine OpenMP spinning costs seconds."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny_rvd(sampler: str = "ddim", steps: int | None = 3, task: str = "prediction", **overrides) -> RVD:

@@ -18,12 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "experiments" / "rvd_shapes.yaml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class CapturePredictions(pl.Callback):

@@ -30,12 +30,7 @@ SHAPE = (4, 2, 1, 4, 4)  # B, T, C, H, W: 128 independent Gaussian pixels
 STEPS = (32, 64, 128, 256)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def coefficients_from_network_time(schedule: NoiseSchedule, time: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

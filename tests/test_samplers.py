@@ -42,13 +42,7 @@ STOCHASTIC = [(name, options) for name, options in SAMPLER_OPTIONS if name not i
 SCHEDULES = {"linear": lambda: DiscreteSchedule.linear(100), "cosine_logsnr": CosineLogSNRSchedule}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine OpenMP spinning costs seconds."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def clip(seed: int = 0) -> torch.Tensor:
