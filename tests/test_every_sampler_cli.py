@@ -15,7 +15,6 @@ from diffusion import task_mask
 from diffusion.samplers import SAMPLERS
 from tests.tiny_run import TINY, tiny_config
 
-
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
