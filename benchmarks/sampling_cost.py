@@ -4,8 +4,8 @@ The models are the four-method table's (``benchmarks/method_table.py``: trained 
 ``vdiff test`` (3 given -> 5 predicted, ``--clips`` held-out clips, 4 samples per clip) under
 - the paper's full chain: ancestral sampling over every step of the training schedule (FDM, RaMViD: gamma = 1, i.e.
   beta_t; RVD: gamma = 0, its 1600 steps) and, for VDM, its predictor-corrector sampler with 256 steps;
-- DPM-Solver++(2M) at 5, 10, 20 and 50 steps, DDIM at 10, 20, 50 and Heun at 3, 5, 10 (two calls per step below
-  sigma / alpha = 80, one above it and on the last step; the table gives the calls counted).
+- DPM-Solver++(2M) at 5, 10, 20 and 50 steps, its SDE variant at 20 and 50, DDIM at 10, 20, 50 and Heun at 3, 5,
+  10 (two calls per step below sigma / alpha = 80, one above it and on the last step; the table gives the calls).
 For each method the table marks the fewest calls that stay within 0.3 dB PSNR and 5% CRPS of the full chain.
 
     .venv/bin/python benchmarks/sampling_cost.py [--runs runs/method_table] [--clips 32] [--methods ...]
@@ -32,7 +32,7 @@ FULL_CHAIN = {  # steps None: every step of the config's training schedule
     "vdm": {"sampler": "predictor_corrector", "steps": 256, "gamma": 0.0},
 }
 # Sampling steps per pass (Heun: two calls per step below sigma / alpha = 80, one above it and on the last step).
-FAST = {"dpmpp_2m": (5, 10, 20, 50), "ddim": (10, 20, 50), "heun": (3, 5, 10)}
+FAST = {"dpmpp_2m": (5, 10, 20, 50), "dpmpp_2m_sde": (20, 50), "ddim": (10, 20, 50), "heun": (3, 5, 10)}
 
 
 def settings(method: str) -> list[tuple[str, dict]]:
