@@ -169,6 +169,11 @@ def heun_corrects(s: float, second_order_max: float) -> bool:
     return s <= second_order_max * (1 + 1e-9)
 
 
+def heun_churn(s_churn: float, steps: int) -> float:
+    """Karras et al.'s churn factor g: each step raises the noise level s to s (1 + g)."""
+    return min(s_churn / steps, math.sqrt(2) - 1) if s_churn > 0 else 0.0
+
+
 @torch.no_grad()
 def sample_heun(
     model: MaskedDenoiser,
@@ -190,8 +195,8 @@ def sample_heun(
 
     A step that starts above the VE noise level ``second_order_max`` (Karras et al.'s sigma_max, 80) is the Euler step
     alone: its correction scales the difference of the two eps estimates by the step in s, which from the top of a
-    discrete cosine chain (s ~ 1e4) multiplies a trained network's eps error by thousands (measured on the embedded
-    RaMViD: 4-5 dB with the correction there, against 15.6 dB for the full chain). Up there x_hat is the data mean
+    discrete cosine chain (s ~ 2e4) multiplies a trained network's eps error by thousands (measured on the embedded
+    RaMViD, 10 steps: 4.7 dB with the correction there, 15.1 dB without, 15.4 dB for the full ancestral chain). Up there x_hat is the data mean
     to within alpha < 1/80, so Euler loses nothing; ``float("inf")`` corrects every step, as Karras et al.
 
     ``s_churn`` > 0 adds Karras's stochastic churn: before each step the noise level is raised from s to
@@ -200,7 +205,7 @@ def sample_heun(
     """
     z = noise
     steps = len(times) - 1
-    churn = min(s_churn / steps, math.sqrt(2) - 1) if s_churn > 0 else 0.0
+    churn = heun_churn(s_churn, steps)
     alpha_top, sigma_top = model.alpha_sigma(times[0])
     for i in trange(steps, disable=disable, desc="Heun", leave=False):
         t = times[i]
@@ -219,12 +224,10 @@ def sample_heun(
             alpha_n, sigma_n = model.alpha_sigma(times[i + 1])
             eps = (z - alpha * x0) / sigma
             z_euler = alpha_n * x0 + sigma_n * eps  # alpha_n (z / alpha + (s_n - s) eps): the DDIM step
-            if not heun_corrects(sigma / alpha, second_order_max):
-                z = z_euler
-                _report(callback, i, t, z, x0)
-                continue
-            eps_n = (z_euler - alpha_n * model(z_euler, times[i + 1])) / sigma_n
-            z = z_euler + alpha_n * (sigma_n / alpha_n - sigma / alpha) * (eps_n - eps) / 2  # the average slope
+            z = z_euler
+            if heun_corrects(sigma / alpha, second_order_max):
+                eps_n = (z_euler - alpha_n * model(z_euler, times[i + 1])) / sigma_n
+                z = z_euler + alpha_n * (sigma_n / alpha_n - sigma / alpha) * (eps_n - eps) / 2  # the average slope
         _report(callback, i, t, z, x0)
     return z
 
@@ -414,7 +417,7 @@ def network_calls(sampler: str, steps: int, *, schedule: NoiseSchedule | None = 
         alpha, sigma = schedule.alpha_sigma(grid_fn(schedule, steps, **_taken(grid_fn, options)))
         levels = (sigma / alpha).tolist()
         heun = {**own_options(sample_heun), **_taken(sample_heun, options)}
-        churn = min(heun["s_churn"] / steps, math.sqrt(2) - 1) if heun["s_churn"] > 0 else 0.0
+        churn = heun_churn(heun["s_churn"], steps)
         corrected = sum(heun_corrects(min(s * (1 + churn), levels[0]), heun["second_order_max"]) for s in levels[:-2])
         return steps + corrected  # a second evaluation on the corrected steps (never the last)
     if sampler == "predictor_corrector":
