@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-VDIFF = [sys.executable, "-m", "vdiff"]
+VDIFF = [sys.executable, "-m", "video_diffusion_lab.cli"]
 
 
 def vdiff(*args: str, threads: int | None = None) -> None:

@@ -28,9 +28,9 @@ from torch.utils.data import DataLoader, RandomSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datamodules.bair import BAIRDataModule  # noqa: E402
-from datamodules.carla import CARLADataModule  # noqa: E402
-from datamodules.kinetics import KineticsDataModule  # noqa: E402
+from video_diffusion_lab.datamodules.bair import BAIRDataModule  # noqa: E402
+from video_diffusion_lab.datamodules.carla import CARLADataModule  # noqa: E402
+from video_diffusion_lab.datamodules.kinetics import KineticsDataModule  # noqa: E402
 from tests.fixtures_real_data import (  # noqa: E402
     textured_frames,
     write_bair_tfrecords,
@@ -53,7 +53,7 @@ def ramvid_train_flops(num_res_blocks: int, num_frames: int) -> float | None:
     try:
         from torch.utils.flop_counter import FlopCounterMode
 
-        from networks.ramvid_unet import RaMViDUNet, RaMViDUNetConfig
+        from video_diffusion_lab.networks.ramvid_unet import RaMViDUNet, RaMViDUNetConfig
 
         with torch.device("meta"):
             network = RaMViDUNet(RaMViDUNetConfig(num_res_blocks=num_res_blocks), image_size=64, channels=3)
@@ -91,7 +91,7 @@ def fdm_train_flops(frames_per_pass: int = 20) -> float | None:
     try:
         from torch.utils.flop_counter import FlopCounterMode
 
-        from networks.fdm_unet import FDMUNet, FDMUNetConfig
+        from video_diffusion_lab.networks.fdm_unet import FDMUNet, FDMUNetConfig
 
         network = FDMUNet(FDMUNetConfig(), image_size=128, channels=3, max_frames=frames_per_pass)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:

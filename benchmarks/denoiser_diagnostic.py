@@ -24,8 +24,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from metrics.denoising import NoiseLevelError, noise_levels, x0_error_by_noise_level  # noqa: E402
-from vdiff import VideoDiffusionCLI  # noqa: E402
+from video_diffusion_lab.metrics.denoising import NoiseLevelError, noise_levels, x0_error_by_noise_level  # noqa: E402
+from video_diffusion_lab.cli import VideoDiffusionCLI  # noqa: E402
 
 
 def build(config: str, overrides: list[str]) -> tuple[pl.LightningModule, pl.LightningDataModule]:

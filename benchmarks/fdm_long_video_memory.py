@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO))
 def one_run(length: int, device: str, steps: int, scheme: str, image_size: int) -> dict:
     import torch
 
-    from lightning_modules.fdm import FDM, FDMUNetConfig
-    from lightning_modules.groups import ClipShape, RolloutConfig, SamplingConfig, TaskConfig
+    from video_diffusion_lab.lightning_modules.fdm import FDM, FDMUNetConfig
+    from video_diffusion_lab.lightning_modules.groups import ClipShape, RolloutConfig, SamplingConfig, TaskConfig
 
     torch.manual_seed(0)
     model = FDM(

@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import vdiff  # noqa: E402
 from benchmarks.cli_runs import REPO, fit, markdown_table, training_minutes  # noqa: E402
-from diffusion import task_mask  # noqa: E402
-from diffusion.schemes import SCHEMES  # noqa: E402
-from metrics.baselines import copy_last_observed  # noqa: E402
-from metrics.frame_quality import frame_psnr, to_unit_range  # noqa: E402
+from video_diffusion_lab.diffusion import task_mask  # noqa: E402
+from video_diffusion_lab.diffusion.schemes import SCHEMES  # noqa: E402
+from video_diffusion_lab.metrics.baselines import copy_last_observed  # noqa: E402
+from video_diffusion_lab.metrics.frame_quality import frame_psnr, to_unit_range  # noqa: E402
 
 CONFIG = REPO / "experiments" / "fdm_shapes.yaml"
 LATE = 16

@@ -31,7 +31,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from networks import (  # noqa: E402
+from video_diffusion_lab.networks import (  # noqa: E402
     FDMUNet,
     FDMUNetConfig,
     RaMViDUNet,

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import vdiff  # noqa: E402
 from benchmarks.cli_runs import REPO  # noqa: E402
-from metrics.frame_quality import frame_psnr, to_unit_range  # noqa: E402
+from video_diffusion_lab.metrics.frame_quality import frame_psnr, to_unit_range  # noqa: E402
 
 
 def trained_with(run: Path, field: str, default):

@@ -86,7 +86,7 @@ class Contender:
 
 
 def ours(frames: int, size: int, paper_widths: bool = False) -> list[Contender]:
-    from networks import RaMViDUNet, RaMViDUNetConfig, VDMUNet, VDMUNetConfig
+    from video_diffusion_lab.networks import RaMViDUNet, RaMViDUNetConfig, VDMUNet, VDMUNetConfig
 
     # The papers' 64x64 structures (attention at the same levels at any size), widths for ~34M parameters, or the
     # papers' widths (VDM BAIR: 128, head dim 64; RaMViD BAIR: 128) with ``paper_widths``.

@@ -19,9 +19,9 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics import MeanMetric
 
-from datamodules.carla import coords_name
-from metrics.carla import PercentageOffRoad, WassersteinDistanceTravelled
-from metrics.report import run_dir, write_json
+from video_diffusion_lab.datamodules.carla import coords_name
+from video_diffusion_lab.metrics.carla import PercentageOffRoad, WassersteinDistanceTravelled
+from video_diffusion_lab.metrics.report import run_dir, write_json
 
 
 class CARLAPositionMetrics(pl.Callback):
@@ -44,7 +44,7 @@ class CARLAPositionMetrics(pl.Callback):
         return torch.from_numpy(np.concatenate(coords).astype(np.float64))
 
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from lightning_modules.carla_regressor import CARLAPositionRegressor
+        from video_diffusion_lab.lightning_modules.carla_regressor import CARLAPositionRegressor
 
         path = Path(self.regressor_checkpoint)
         if not path.is_file():

@@ -12,7 +12,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
-from callbacks.non_finite import NonFiniteLossError
+from video_diffusion_lab.callbacks.non_finite import NonFiniteLossError
 
 
 class ResumableCheckpoint(ModelCheckpoint):

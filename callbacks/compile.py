@@ -2,7 +2,7 @@
 
     trainer:
       callbacks:
-        - class_path: callbacks.CompileNetwork
+        - class_path: CompileNetwork
           init_args: {mode: default}
 
 The network is compiled in place (``nn.Module.compile``), not wrapped (``torch.compile(network)`` would be an

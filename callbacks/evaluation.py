@@ -7,8 +7,8 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import Tensor
 
-from metrics.protocol import EvaluationProtocol, VideoEvaluation
-from metrics.report import append_jsonl, run_dir
+from video_diffusion_lab.metrics.protocol import EvaluationProtocol, VideoEvaluation
+from video_diffusion_lab.metrics.report import append_jsonl, run_dir
 
 
 class PeriodicEvaluation(pl.Callback):

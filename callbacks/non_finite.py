@@ -45,7 +45,7 @@ class NonFiniteLossGuard(Callback):
 
     @staticmethod
     def message(trainer: pl.Trainer, what: str) -> str:
-        from callbacks.checkpointing import describe_checkpoint, find_last_checkpoint
+        from video_diffusion_lab.callbacks.checkpointing import describe_checkpoint, find_last_checkpoint
 
         folders = [c.dirpath for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", None)]
         last = describe_checkpoint(find_last_checkpoint(folders))

@@ -30,7 +30,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.seed import isolate_rng
 from torch.utils.data import DataLoader
 
-from datamodules.loaders import ResumableLoader
+from video_diffusion_lab.datamodules.loaders import ResumableLoader
 
 
 def rng_states() -> dict[str, Any]:

@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.cli import SaveConfigCallback
 from pytorch_lightning.trainer.states import TrainerFn
 
-from metrics.report import run_dir
+from video_diffusion_lab.metrics.report import run_dir
 
 
 class RunConfigSaver(SaveConfigCallback):

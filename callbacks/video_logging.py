@@ -17,8 +17,8 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 from torch import Tensor
 
-from metrics.report import run_dir
-from video_io import clip_grid, write_video
+from video_diffusion_lab.metrics.report import run_dir
+from video_diffusion_lab.video_io import clip_grid, write_video
 
 
 def comparison_clip(samples: Tensor, observed: Tensor, ground_truth: Tensor | None = None) -> Tensor:

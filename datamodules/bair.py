@@ -35,7 +35,7 @@ from tfrecord import example_pb2
 from tfrecord.tools.tfrecord2idx import create_index
 from torch.utils.data import Dataset
 
-from datamodules.video_index import (
+from video_diffusion_lab.datamodules.video_index import (
     RealDataModule,
     SkipLog,
     carve_validation,

@@ -26,7 +26,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import Dataset
 
-from datamodules.video_index import (
+from video_diffusion_lab.datamodules.video_index import (
     RealDataModule,
     SkipLog,
     carve_validation,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.loaders import ClipDataModule
+from video_diffusion_lab.datamodules.loaders import ClipDataModule
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 

@@ -37,7 +37,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import Dataset
 
-from datamodules.loaders import ClipDataModule
+from video_diffusion_lab.datamodules.loaders import ClipDataModule
 
 INDEX_FORMAT = 1
 MAX_SUBSTITUTES = 16  # consecutive unreadable files tolerated before the run stops: beyond that the data is broken

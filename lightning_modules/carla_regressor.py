@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from networks.position_regressor import PositionRegressor
+from video_diffusion_lab.networks.position_regressor import PositionRegressor
 
 
 class CARLAPositionRegressor(pl.LightningModule):

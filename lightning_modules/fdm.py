@@ -26,16 +26,16 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 
-from datamodules.video_index import uint8_to_unit_range
-from diffusion import FrameMask
-from diffusion.frame_sampling import PADDING, fdm_training_slots
-from diffusion.schemes import Stage, scheme_image
-from lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, RolloutConfig, SamplingConfig, TaskConfig
-from lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
-from metrics.protocol import EvaluationProtocol
-from metrics.report import run_dir
-from networks import FDMUNet, FDMUNetConfig
-from video_io import write_png
+from video_diffusion_lab.datamodules.video_index import uint8_to_unit_range
+from video_diffusion_lab.diffusion import FrameMask
+from video_diffusion_lab.diffusion.frame_sampling import PADDING, fdm_training_slots
+from video_diffusion_lab.diffusion.schemes import Stage, scheme_image
+from video_diffusion_lab.lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, RolloutConfig, SamplingConfig, TaskConfig
+from video_diffusion_lab.lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
+from video_diffusion_lab.metrics.protocol import EvaluationProtocol
+from video_diffusion_lab.metrics.report import run_dir
+from video_diffusion_lab.networks import FDMUNet, FDMUNetConfig
+from video_diffusion_lab.video_io import write_png
 
 
 class FDM(VideoDiffusionModule):

@@ -1,7 +1,7 @@
 """The configuration groups every method shares, read by LightningCLI / jsonargparse as nested YAML.
 
     model:
-      class_path: lightning_modules.RaMViD
+      class_path: RaMViD
       init_args:
         clip: {num_frames: 8, image_size: 16, channels: 3}
         diffusion: {schedule: cosine, steps: 1000, prediction: v}
@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from diffusion import GRIDS, SAMPLERS, SCHEDULES, TASKS, observed_for_task
-from diffusion.parameterization import PREDICTIONS
-from diffusion.schemes import SCHEMES
+from video_diffusion_lab.diffusion import GRIDS, SAMPLERS, SCHEDULES, TASKS, observed_for_task
+from video_diffusion_lab.diffusion.parameterization import PREDICTIONS
+from video_diffusion_lab.diffusion.schemes import SCHEMES
 
 EMA_WEIGHTS = ("ema", "raw")
 ADAPTIVE_DISTANCES = ("lpips", "pixel")

@@ -26,12 +26,12 @@ from tqdm.auto import trange
 
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 
-from diffusion import Denoiser, FrameMask, observed_for_task, sample
-from diffusion.schedules import NoiseSchedule
-from lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, SamplingConfig, TaskConfig
-from lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
-from metrics.protocol import EvaluationProtocol
-from networks import RVDNetwork, RVDNetworkConfig
+from video_diffusion_lab.diffusion import Denoiser, FrameMask, observed_for_task, sample
+from video_diffusion_lab.diffusion.schedules import NoiseSchedule
+from video_diffusion_lab.lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, SamplingConfig, TaskConfig
+from video_diffusion_lab.lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
+from video_diffusion_lab.metrics.protocol import EvaluationProtocol
+from video_diffusion_lab.networks import RVDNetwork, RVDNetworkConfig
 
 
 class ResidualDenoiser(Denoiser):

@@ -29,18 +29,18 @@ import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from diffusion import FrameMask, RandomFrameMasks
-from diffusion.guidance import (
+from video_diffusion_lab.diffusion import FrameMask, RandomFrameMasks
+from video_diffusion_lab.diffusion.guidance import (
     ClassifierFreeGuidanceDenoiser,
     ReconstructionGuidedDenoiser,
     ReplacementDenoiser,
     SpatialGuidedDenoiser,
     downsample_video,
 )
-from lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, RolloutConfig, SamplingConfig, TaskConfig
-from lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
-from metrics.protocol import EvaluationProtocol
-from networks import VDMUNet, VDMUNetConfig
+from video_diffusion_lab.lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, RolloutConfig, SamplingConfig, TaskConfig
+from video_diffusion_lab.lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
+from video_diffusion_lab.metrics.protocol import EvaluationProtocol
+from video_diffusion_lab.networks import VDMUNet, VDMUNetConfig
 
 CONDITIONING_METHODS = ("replacement", "reconstruction", "direct")
 

@@ -20,12 +20,12 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from diffusion import Denoiser, FrameMask, build_schedule, build_stages, check_scheme_supported, run_stages, sample
-from diffusion.masks import task_mask
-from diffusion.noise import NoiseSource
-from diffusion.schemes import Embedder, Stage, check_scheme_arguments, pixel_embedding
-from lightning_modules.ema import EMA
-from lightning_modules.groups import (
+from video_diffusion_lab.diffusion import Denoiser, FrameMask, build_schedule, build_stages, check_scheme_supported, run_stages, sample
+from video_diffusion_lab.diffusion.masks import task_mask
+from video_diffusion_lab.diffusion.noise import NoiseSource
+from video_diffusion_lab.diffusion.schemes import Embedder, Stage, check_scheme_arguments, pixel_embedding
+from video_diffusion_lab.lightning_modules.ema import EMA
+from video_diffusion_lab.lightning_modules.groups import (
     ClipShape,
     DiffusionConfig,
     EMAConfig,
@@ -33,9 +33,9 @@ from lightning_modules.groups import (
     SamplingConfig,
     TaskConfig,
 )
-from metrics.protocol import EvaluationProtocol, VideoEvaluation
-from metrics.report import run_dir, write_json
-from metrics.sampling_cost import SamplingCost
+from video_diffusion_lab.metrics.protocol import EvaluationProtocol, VideoEvaluation
+from video_diffusion_lab.metrics.report import run_dir, write_json
+from video_diffusion_lab.metrics.sampling_cost import SamplingCost
 
 
 def frame_metrics(prefix: str) -> MetricCollection:
@@ -249,7 +249,7 @@ class VideoDiffusionModule(pl.LightningModule):
             if self.rollout_config.adaptive_distance == "pixel":
                 self._embedder = pixel_embedding
             else:
-                from metrics.lpips import lpips_embedding
+                from video_diffusion_lab.metrics.lpips import lpips_embedding
 
                 try:
                     self._embedder = lpips_embedding(

@@ -17,7 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 
-from metrics import CRPS, FrameQuality, FrechetVideoDistance
+from video_diffusion_lab.metrics import CRPS, FrameQuality, FrechetVideoDistance
 
 WORLD_SIZE = 2
 NUM_FEATURES = 6

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tfrecord.writer import TFRecordWriter
 
-from video_io import write_png
+from video_diffusion_lab.video_io import write_png
 
 BAIR_STEPS = 30
 

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from diffusion.masks import FrameMask
-from networks import blocks, fdm_unet, vdm_unet
-from networks.blocks import UNetContext
-from networks.fdm_unet import FDMUNet, FDMUNetConfig
-from networks.ramvid_unet import RaMViDUNet, RaMViDUNetConfig
-from networks.vdm_unet import VDMUNet, VDMUNetConfig, temporal_attention_allowed
+from video_diffusion_lab.diffusion.masks import FrameMask
+from video_diffusion_lab.networks import blocks, fdm_unet, vdm_unet
+from video_diffusion_lab.networks.blocks import UNetContext
+from video_diffusion_lab.networks.fdm_unet import FDMUNet, FDMUNetConfig
+from video_diffusion_lab.networks.ramvid_unet import RaMViDUNet, RaMViDUNetConfig
+from video_diffusion_lab.networks.vdm_unet import VDMUNet, VDMUNetConfig, temporal_attention_allowed
 
 
 def randomised(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

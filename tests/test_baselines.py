@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion.masks import FrameMask, task_mask
-from metrics.baselines import copy_last_observed
+from video_diffusion_lab.diffusion.masks import FrameMask, task_mask
+from video_diffusion_lab.metrics.baselines import copy_last_observed
 
 
 def distinct_frames(b: int, t: int, c: int = 2, h: int = 3, w: int = 3) -> torch.Tensor:

@@ -12,8 +12,8 @@ import scipy.stats
 import torch
 import yaml
 
-from vdiff import run as regressor_cli
-from metrics.carla import (
+from video_diffusion_lab.cli import run as regressor_cli
+from video_diffusion_lab.metrics.carla import (
     PercentageOffRoad,
     WassersteinDistanceTravelled,
     distance_travelled,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import vdiff
-from callbacks.checkpointing import CheckpointMismatchError
+from video_diffusion_lab import cli as vdiff
+from video_diffusion_lab.callbacks.checkpointing import CheckpointMismatchError
 from tests.tiny_run import tiny_config
 
 

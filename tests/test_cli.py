@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-import vdiff
+from video_diffusion_lab import cli as vdiff
 from tests.tiny_run import MAIN_CONFIG, tiny_config
 
 
@@ -63,8 +63,8 @@ def test_print_config_shows_model_and_data_class_paths(capsys: pytest.CaptureFix
         run_cli("fit", "--config", str(MAIN_CONFIG), "--print_config")
     assert exit_info.value.code in (0, None)
     printed = capsys.readouterr().out
-    assert "class_path: lightning_modules.RaMViD" in printed
-    assert "class_path: datamodules.MovingShapesDataModule" in printed
+    assert "class_path: video_diffusion_lab.lightning_modules.RaMViD" in printed
+    assert "class_path: video_diffusion_lab.datamodules.MovingShapesDataModule" in printed
     assert "seed_everything: 0" in printed
 
 

@@ -16,7 +16,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from callbacks import CompileNetwork
+from video_diffusion_lab.callbacks import CompileNetwork
 from tests.tiny_methods import METHODS, tiny_loader, tiny_module
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-import vdiff
-from lightning_modules import FDM, RVD, VDM, RaMViD
-from lightning_modules.ema import EMA
-from lightning_modules.groups import (
+from video_diffusion_lab import cli as vdiff
+from video_diffusion_lab.lightning_modules import FDM, RVD, VDM, RaMViD
+from video_diffusion_lab.lightning_modules.ema import EMA
+from video_diffusion_lab.lightning_modules.groups import (
     ClipShape,
     DiffusionConfig,
     EMAConfig,
@@ -20,7 +20,7 @@ from lightning_modules.groups import (
     SamplingConfig,
     TaskConfig,
 )
-from lightning_modules.lr_schedules import StepDecayLR
+from video_diffusion_lab.lightning_modules.lr_schedules import StepDecayLR
 from tests.tiny_run import REPO, tiny_config
 
 GROUPS = ("clip:", "network:", "diffusion:", "sampling:", "task:", "ema:", "optimizer:", "lr_scheduler:")
@@ -66,7 +66,7 @@ def test_every_sampler_option_is_reachable_from_the_sampling_group() -> None:
     options = SamplingConfig(sampler="predictor_corrector", gamma=0.3, pc_delta=0.05, corrector_steps=2, eta=0.5).options()
     assert options == {"eta": 0.5, "gamma": 0.3, "delta": 0.05, "corrector_steps": 2, "s_churn": 0.0,
                        "second_order_max": 80.0, "sde_eta": 1.0, "rho": 7.0, "sigma_max": None}
-    from diffusion.samplers import sampling_options
+    from video_diffusion_lab.diffusion.samplers import sampling_options
 
     assert set(options) == set(sampling_options()), "every option of every sampler and grid has a config field"
 
@@ -79,7 +79,7 @@ def test_optimizer_and_lr_scheduler_from_the_command_line(tmp_path: Path) -> Non
         "--model.init_args.optimizer", "torch.optim.Adam",
         "--model.init_args.optimizer.lr", "0.01",
         "--model.init_args.optimizer.betas", "[0.9, 0.99]",
-        "--model.init_args.lr_scheduler", "lightning_modules.lr_schedules.StepDecayLR",
+        "--model.init_args.lr_scheduler", "video_diffusion_lab.lightning_modules.lr_schedules.StepDecayLR",
         "--model.init_args.lr_scheduler.step_size", "2",
         "--model.init_args.lr_scheduler.gamma", "0.5",
     ])
@@ -138,7 +138,7 @@ def test_ema_every_n_steps_from_a_start_step() -> None:
 def test_evaluated_weights_follow_the_ema_field() -> None:
     tiny = dict(clip=ClipShape(num_frames=4, image_size=8), task=TaskConfig(num_given=2))
     network = dict(model_channels=8, channel_mult=(1, 2), predictor_mult=(1, 2))
-    from lightning_modules.rvd import RVDNetworkConfig
+    from video_diffusion_lab.lightning_modules.rvd import RVDNetworkConfig
 
     raw = RVD(network=RVDNetworkConfig(**network), ema=EMAConfig(evaluate="raw"), **tiny)
     assert raw.denoiser().network is raw.network and raw.denoiser(use_ema=True).network is raw.ema.module

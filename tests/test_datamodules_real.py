@@ -13,10 +13,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-import datamodules.kinetics as kinetics
-from datamodules.bair import BAIRDataModule
-from datamodules.carla import CARLADataModule
-from datamodules.kinetics import KineticsDataModule
+import video_diffusion_lab.datamodules.kinetics as kinetics
+from video_diffusion_lab.datamodules.bair import BAIRDataModule
+from video_diffusion_lab.datamodules.carla import CARLADataModule
+from video_diffusion_lab.datamodules.kinetics import KineticsDataModule
 from tests.fixtures_real_data import (
     frame_level,
     spoil_keeping_stat,
@@ -25,7 +25,7 @@ from tests.fixtures_real_data import (
     write_carla,
     write_kinetics,
 )
-from video_io import write_png
+from video_diffusion_lab.video_io import write_png
 
 CLASSES = ("abseiling", "juggling balls", "zumba")
 
@@ -226,8 +226,8 @@ def as_model_input(dm: CARLADataModule, item: dict[str, torch.Tensor]) -> dict[s
 
 
 def test_carla_whole_videos_travel_as_uint8_and_reach_the_model_as_the_float_clip(carla_root: Path, tmp_path) -> None:
-    from datamodules.carla import load_video
-    from datamodules.video_index import frames_to_clip
+    from video_diffusion_lab.datamodules.carla import load_video
+    from video_diffusion_lab.datamodules.video_index import frames_to_clip
 
     for size in (32, 16):  # the stored size (a copy) and a resize (rounded to uint8: within half a level)
         dm = CARLADataModule(str(carla_root), image_size=size, return_coords=False, num_workers=0, batch_size=2)
@@ -260,8 +260,8 @@ def test_carla_whole_videos_travel_as_uint8_and_reach_the_model_as_the_float_cli
 
 
 def test_fdm_gets_uint8_training_videos_and_converts_only_the_frames_it_picks(carla_root: Path, tmp_path) -> None:
-    from lightning_modules.fdm import FDM, FDMUNetConfig
-    from lightning_modules.groups import ClipShape, TaskConfig
+    from video_diffusion_lab.lightning_modules.fdm import FDM, FDMUNetConfig
+    from video_diffusion_lab.lightning_modules.groups import ClipShape, TaskConfig
 
     torch.manual_seed(0)
     model = FDM(clip=ClipShape(num_frames=4, image_size=16), task=TaskConfig(num_given=2, video_length=8),

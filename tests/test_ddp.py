@@ -3,7 +3,7 @@ then test, for RaMViD and FDM; both ranks must finish. Evaluation gives the same
 whatever the batch size, and never counts a clip twice. SIGTERM to one rank stops both, and the resumed run trains
 exactly as the uninterrupted one on every rank.
 
-Lightning's DDP launcher re-runs the current command in the child process, so the runs are `python -m vdiff`
+Lightning's DDP launcher re-runs the current command in the child process, so the runs are `python -m video_diffusion_lab.cli`
 subprocesses, never pytest itself. A hang (a collective call made by one rank only) shows as a timeout.
 """
 
@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-import vdiff
+from video_diffusion_lab import cli as vdiff
 from tests.run_callbacks import read_losses
 from tests.tiny_run import run_vdiff_ddp, tiny_config
 
@@ -49,8 +49,8 @@ def ddp_fit(run_dir: Path, method: str, data: dict) -> Path:
     callbacks = [marker(run_dir / "marks"),
                  {"class_path": "tests.run_callbacks.RecordRNG", "init_args": {"folder": str(run_dir / "rng")}}]
     if method == "fdm":  # the FDM config has no sample logger or periodic evaluation of its own
-        callbacks += [{"class_path": "callbacks.SampleVideoLogger", "init_args": {"num_videos": 2}},
-                      {"class_path": "callbacks.PeriodicEvaluation"}]
+        callbacks += [{"class_path": "SampleVideoLogger", "init_args": {"num_videos": 2}},
+                      {"class_path": "PeriodicEvaluation"}]
     # RaMViD logs to W&B (offline), FDM to CSV: runs hung with both before.
     trainer = {"max_steps": 4} if method == "ramvid" else {
         "max_steps": 4, "logger": {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": "."}}}

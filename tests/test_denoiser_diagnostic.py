@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import vdiff
-from diffusion.masks import task_mask
-from diffusion.schedules import DiscreteSchedule
-from metrics.denoising import noise_levels, x0_error_by_noise_level
+from video_diffusion_lab import cli as vdiff
+from video_diffusion_lab.diffusion.masks import task_mask
+from video_diffusion_lab.diffusion.schedules import DiscreteSchedule
+from video_diffusion_lab.metrics.denoising import noise_levels, x0_error_by_noise_level
 from tests.tiny_run import REPO, tiny_config
 
 

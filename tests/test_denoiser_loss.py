@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion.denoiser import Denoiser
-from diffusion.masks import FrameMask, default_frame_indices
-from diffusion.parameterization import PREDICTIONS
-from diffusion.schedules import CosineLogSNRSchedule, DiscreteSchedule
+from video_diffusion_lab.diffusion.denoiser import Denoiser
+from video_diffusion_lab.diffusion.masks import FrameMask, default_frame_indices
+from video_diffusion_lab.diffusion.parameterization import PREDICTIONS
+from video_diffusion_lab.diffusion.schedules import CosineLogSNRSchedule, DiscreteSchedule
 
 SHAPE = (3, 4, 2, 3, 3)  # B, T, C, H, W
 

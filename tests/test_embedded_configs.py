@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import vdiff
+from video_diffusion_lab import cli as vdiff
 from tests.tiny_run import REPO
 
 EMBEDDED = sorted(path.name for path in (REPO / "experiments").glob("*_shapes.yaml"))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-import vdiff
+from video_diffusion_lab import cli as vdiff
 from tests.fixtures_real_data import write_bair_tfrecords, write_kinetics
 from tests.tiny_run import REPO
 

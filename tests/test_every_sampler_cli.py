@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-import vdiff
-from diffusion import task_mask
-from diffusion.samplers import SAMPLERS
+from video_diffusion_lab import cli as vdiff
+from video_diffusion_lab.diffusion import task_mask
+from video_diffusion_lab.diffusion.samplers import SAMPLERS
 from tests.tiny_run import TINY, tiny_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")

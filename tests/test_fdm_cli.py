@@ -10,7 +10,7 @@ import av
 import pytest
 import yaml
 
-import vdiff
+from video_diffusion_lab import cli as vdiff
 from tests.tiny_run import REPO, merge
 
 FDM_CONFIG = REPO / "experiments" / "fdm_shapes.yaml"

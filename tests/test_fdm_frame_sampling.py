@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion.frame_sampling import (
+from video_diffusion_lab.diffusion.frame_sampling import (
     fdm_training_mask,
     gather_frames,
     sample_frame_groups,
@@ -85,7 +85,7 @@ def test_gather_frames():
 
 
 def test_released_padding_takes_frames_of_another_video_into_the_loss():
-    from diffusion.frame_sampling import fdm_training_slots
+    from video_diffusion_lab.diffusion.frame_sampling import fdm_training_slots
 
     generator = torch.Generator().manual_seed(0)
     padded = 0
@@ -107,7 +107,7 @@ def test_released_padding_takes_frames_of_another_video_into_the_loss():
 
 
 def test_masked_padding_keeps_padding_out_of_the_loss():
-    from diffusion.frame_sampling import fdm_training_slots
+    from video_diffusion_lab.diffusion.frame_sampling import fdm_training_slots
 
     slots = fdm_training_slots(4, 40, 8, "masked", torch.Generator().manual_seed(1))
     assert not slots.average_over_slots and torch.equal(slots.loss_frames, slots.mask.latent)
@@ -118,8 +118,8 @@ def test_masked_padding_keeps_padding_out_of_the_loss():
 
 def test_every_micro_batch_draws_its_own_frame_indices():
     """With gradient accumulation the global step stays while micro-batches go by: draws must not repeat."""
-    from lightning_modules.fdm import FDM, FDMUNetConfig
-    from lightning_modules.groups import ClipShape, TaskConfig
+    from video_diffusion_lab.lightning_modules.fdm import FDM, FDMUNetConfig
+    from video_diffusion_lab.lightning_modules.groups import ClipShape, TaskConfig
 
     model = FDM(clip=ClipShape(num_frames=4, image_size=8), task=TaskConfig(num_given=2, video_length=12),
                 network=FDMUNetConfig(model_channels=8, channel_mult=(1, 2), attention_resolutions=(4,), num_heads=2))

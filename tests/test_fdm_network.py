@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion.masks import FrameMask
-from networks.fdm_unet import FDMUNet, FDMUNetConfig, masked_group_norm, relative_distance_features
+from video_diffusion_lab.diffusion.masks import FrameMask
+from video_diffusion_lab.networks.fdm_unet import FDMUNet, FDMUNetConfig, masked_group_norm, relative_distance_features
 
 TINY = dict(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8, 4), num_heads=2)
 

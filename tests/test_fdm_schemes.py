@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion.masks import FrameMask
-from diffusion.schemes import (
+from video_diffusion_lab.diffusion.masks import FrameMask
+from video_diffusion_lab.diffusion.schemes import (
     SCHEMES,
     Stage,
     build_stages,
@@ -162,8 +162,8 @@ def test_scheme_image_colours_stages():
 
 
 def tiny_ramvid():
-    from lightning_modules.groups import ClipShape, DiffusionConfig, SamplingConfig, TaskConfig
-    from lightning_modules.ramvid import RaMViD, RaMViDUNetConfig
+    from video_diffusion_lab.lightning_modules.groups import ClipShape, DiffusionConfig, SamplingConfig, TaskConfig
+    from video_diffusion_lab.lightning_modules.ramvid import RaMViD, RaMViDUNetConfig
 
     return RaMViD(
         clip=ClipShape(num_frames=4, image_size=8),

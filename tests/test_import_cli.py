@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-import vdiff_import
-from networks.official import OfficialCheckpointError, load_official_args, read_official
+from video_diffusion_lab import import_cli as vdiff_import
+from video_diffusion_lab.networks.official import OfficialCheckpointError, load_official_args, read_official
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "official_reference"
 needs_reference = pytest.mark.skipif(
@@ -132,9 +132,9 @@ def test_weights_flag_is_for_rvd_only(capsys):
 
 @needs_reference
 def test_cli_checkpoint_loads_and_runs_with_vdiff_test(tmp_path, capsys):
-    import vdiff
-    from lightning_modules import RaMViD
-    from lightning_modules.groups import DiffusionConfig
+    from video_diffusion_lab import cli as vdiff
+    from video_diffusion_lab.lightning_modules import RaMViD
+    from video_diffusion_lab.lightning_modules.groups import DiffusionConfig
     from tests.tiny_run import tiny_config
 
     out = tmp_path / "ramvid.ckpt"
@@ -145,7 +145,7 @@ def test_cli_checkpoint_loads_and_runs_with_vdiff_test(tmp_path, capsys):
 
     checkpoint = torch.load(out, map_location="cpu", weights_only=True)
     hparams = checkpoint["hyper_parameters"]
-    assert hparams["_class_path"] == "lightning_modules.RaMViD"
+    assert hparams["_class_path"] == "video_diffusion_lab.lightning_modules.RaMViD"
     assert hparams["_instantiator"] == "pytorch_lightning.cli.instantiate_module"
     assert hparams["clip"] == {"num_frames": 6, "image_size": args["image_size"], "channels": 3}
     assert (hparams["p_uncond"], hparams["max_given"]) == (0.25, 2)
@@ -162,7 +162,7 @@ def test_cli_checkpoint_loads_and_runs_with_vdiff_test(tmp_path, capsys):
     # vdiff runs the model its config describes: the main job's (tiny) config with the overlay written beside the
     # checkpoint (the released network, clip and diffusion) runs the imported weights.
     overlay = yaml.safe_load(out.with_suffix(".yaml").read_text())
-    assert overlay["model"]["class_path"] == "lightning_modules.RaMViD"
+    assert overlay["model"]["class_path"] == "video_diffusion_lab.lightning_modules.RaMViD"
     assert overlay["model"]["init_args"]["network"] == hparams["network"]
     run = tmp_path / "run"
     config = tiny_config(run, data={"image_size": args["image_size"], "num_frames": 6, "size_range": [4.0, 6.0]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion.masks import FrameMask, RandomFrameMasks, default_frame_indices, observed_for_task, task_mask
+from video_diffusion_lab.diffusion.masks import FrameMask, RandomFrameMasks, default_frame_indices, observed_for_task, task_mask
 
 
 def flags(pattern: str) -> list[bool]:

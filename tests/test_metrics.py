@@ -16,7 +16,7 @@ import torch
 from scipy.stats import norm
 from torch import Tensor, nn
 
-from metrics import (
+from video_diffusion_lab.metrics import (
     CRPS,
     LPIPS,
     FrameQuality,
@@ -30,8 +30,8 @@ from metrics import (
     preprocess_tats,
     resolve_weights,
 )
-from metrics.i3d import same_padding
-from metrics.lpips import AlexNetFeatures
+from video_diffusion_lab.metrics.i3d import same_padding
+from video_diffusion_lab.metrics.lpips import AlexNetFeatures
 
 # ----------------------------------------------------------------------------- helpers
 

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.precision import MixedPrecision
 
-from diffusion import Denoiser, FrameMask, build_schedule, sample
+from video_diffusion_lab.diffusion import Denoiser, FrameMask, build_schedule, sample
 from tests.tiny_methods import METHODS, tiny_batch, tiny_loader, tiny_module
 
 HALF = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules import MovingShapesDataModule, MovingShapesDataset
-from datamodules.moving_shapes import _bounce, _coverage
+from video_diffusion_lab.datamodules import MovingShapesDataModule, MovingShapesDataset
+from video_diffusion_lab.datamodules.moving_shapes import _bounce, _coverage
 
 SMALL = dict(size=20, num_frames=6, image_size=16)
 

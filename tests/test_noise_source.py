@@ -15,10 +15,10 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion import CosineLogSNRSchedule, Denoiser, DiscreteSchedule, FrameMask, NoiseSource, randn_like, sample
-from diffusion.guidance import ClassifierFreeGuidanceDenoiser, ReconstructionGuidedDenoiser, ReplacementDenoiser
-from diffusion.masks import default_frame_indices
-from diffusion.noise import row_seed, row_seeds
+from video_diffusion_lab.diffusion import CosineLogSNRSchedule, Denoiser, DiscreteSchedule, FrameMask, NoiseSource, randn_like, sample
+from video_diffusion_lab.diffusion.guidance import ClassifierFreeGuidanceDenoiser, ReconstructionGuidedDenoiser, ReplacementDenoiser
+from video_diffusion_lab.diffusion.masks import default_frame_indices
+from video_diffusion_lab.diffusion.noise import row_seed, row_seeds
 
 SHAPE = (4, 5, 2, 4, 4)  # B, T, C, H, W
 SAMPLER_OPTIONS = [

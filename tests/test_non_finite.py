@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import vdiff
-from callbacks import NonFiniteLossError
+from video_diffusion_lab import cli as vdiff
+from video_diffusion_lab.callbacks import NonFiniteLossError
 from tests.run_callbacks import checkpoint_tensors_finite, read_losses
 from tests.tiny_run import run_vdiff_ddp, tiny_config
 

@@ -18,10 +18,10 @@ import pytest
 import torch
 from einops import rearrange
 
-from diffusion.masks import FrameMask
-from networks import RVDNetwork, RVDNetworkConfig
-from networks.official import read_official
-from vdiff_import import write_lightning_checkpoint
+from video_diffusion_lab.diffusion.masks import FrameMask
+from video_diffusion_lab.networks import RVDNetwork, RVDNetworkConfig
+from video_diffusion_lab.networks.official import read_official
+from video_diffusion_lab.import_cli import write_lightning_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "official_reference"
 TOLERANCE = 1e-4
@@ -53,7 +53,7 @@ def official_args(folder: Path, method: str) -> dict | None:
 
 def imported_module(folder: Path, method: str, tmp_path: Path):
     """Official checkpoint -> vdiff-import's Lightning checkpoint -> <Method>.load_from_checkpoint."""
-    import lightning_modules
+    from video_diffusion_lab import lightning_modules
 
     entry = json.loads((folder / "manifest.json").read_text())[method]
     imported = read_official(method, folder / entry["checkpoint"], official_args(folder, method))

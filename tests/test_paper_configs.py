@@ -22,8 +22,8 @@ import yaml
 from jsonargparse.typing import import_object
 from pytorch_lightning.cli import instantiate_module
 
-import lightning_modules.video_diffusion as video_diffusion
-import vdiff
+import video_diffusion_lab.lightning_modules.video_diffusion as video_diffusion
+from video_diffusion_lab import cli as vdiff
 from tests.tiny_run import REPO
 
 PAPERS = REPO / "experiments" / "PAPERS.md"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion.parameterization import (
+from video_diffusion_lab.diffusion.parameterization import (
     PREDICTIONS,
     check_prediction,
     eps_from_v,

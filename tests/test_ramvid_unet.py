@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion.masks import task_mask
-from networks import RaMViDUNet, RaMViDUNetConfig
+from video_diffusion_lab.diffusion.masks import task_mask
+from video_diffusion_lab.networks import RaMViDUNet, RaMViDUNetConfig
 
 TINY = dict(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,), num_heads=2)
 

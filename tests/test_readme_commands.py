@@ -9,7 +9,7 @@ import shlex
 
 import pytest
 
-import vdiff
+from video_diffusion_lab import cli as vdiff
 from tests.tiny_run import REPO
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-import vdiff
-from datamodules.loaders import ResumableLoader, ResumableSampler, SeededItems
+from video_diffusion_lab import cli as vdiff
+from video_diffusion_lab.datamodules.loaders import ResumableLoader, ResumableSampler, SeededItems
 from tests.run_callbacks import read_losses
 from tests.tiny_run import run_vdiff, tiny_config
 

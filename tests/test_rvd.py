@@ -8,12 +8,12 @@ import pytest
 import torch
 import yaml
 
-import lightning_modules.rvd as rvd_module
-from diffusion import FrameMask, task_mask
-from diffusion.denoiser import Denoiser
-from lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, SamplingConfig, TaskConfig
-from lightning_modules.rvd import RVD, RVDNetwork, RVDNetworkConfig, prefix_length
-from networks.rvd import ConvGRUCell
+import video_diffusion_lab.lightning_modules.rvd as rvd_module
+from video_diffusion_lab.diffusion import FrameMask, task_mask
+from video_diffusion_lab.diffusion.denoiser import Denoiser
+from video_diffusion_lab.lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, SamplingConfig, TaskConfig
+from video_diffusion_lab.lightning_modules.rvd import RVD, RVDNetwork, RVDNetworkConfig, prefix_length
+from video_diffusion_lab.networks.rvd import ConvGRUCell
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_NETWORK = RVDNetworkConfig(model_channels=8, channel_mult=(1, 2), predictor_mult=(1, 2))

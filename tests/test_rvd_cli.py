@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
-import vdiff
+from video_diffusion_lab import cli as vdiff
 from tests.tiny_run import merge
 
 REPO = Path(__file__).resolve().parents[1]

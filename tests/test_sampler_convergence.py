@@ -21,10 +21,10 @@ import math
 import pytest
 import torch
 
-from diffusion import Denoiser, MaskedDenoiser, build_schedule, get_sampler, sample, task_mask
-from diffusion.parameterization import training_target
-from diffusion.samplers import ancestral_step
-from diffusion.schedules import GRIDS, NoiseSchedule
+from video_diffusion_lab.diffusion import Denoiser, MaskedDenoiser, build_schedule, get_sampler, sample, task_mask
+from video_diffusion_lab.diffusion.parameterization import training_target
+from video_diffusion_lab.diffusion.samplers import ancestral_step
+from video_diffusion_lab.diffusion.schedules import GRIDS, NoiseSchedule
 
 SHAPE = (4, 2, 1, 4, 4)  # B, T, C, H, W: 128 independent Gaussian pixels
 STEPS = (32, 64, 128, 256)

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion.denoiser import Denoiser, MaskedDenoiser
-from diffusion.masks import FrameMask, default_frame_indices, task_mask
-from diffusion.samplers import (
+from video_diffusion_lab.diffusion.denoiser import Denoiser, MaskedDenoiser
+from video_diffusion_lab.diffusion.masks import FrameMask, default_frame_indices, task_mask
+from video_diffusion_lab.diffusion.samplers import (
     SAMPLERS,
     get_sampler,
     network_calls,
@@ -20,7 +20,7 @@ from diffusion.samplers import (
     sample_heun,
     sampling_options,
 )
-from diffusion.schedules import GRIDS, CosineLogSNRSchedule, DiscreteSchedule, build_schedule
+from video_diffusion_lab.diffusion.schedules import GRIDS, CosineLogSNRSchedule, DiscreteSchedule, build_schedule
 
 SHAPE = (2, 5, 2, 4, 4)  # B, T, C, H, W
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from metrics.sampling_cost import SamplingCost
+from video_diffusion_lab.metrics.sampling_cost import SamplingCost
 
 
 def test_evaluations_are_counted_per_example_while_measuring_only() -> None:

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from diffusion.schedules import (
+from video_diffusion_lab.diffusion.schedules import (
     CLEAN_DISCRETE_TIME,
     GRIDS,
     CosineLogSNRSchedule,

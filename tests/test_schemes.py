@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion.masks import FrameMask
-from diffusion.schemes import (
+from video_diffusion_lab.diffusion.masks import FrameMask
+from video_diffusion_lab.diffusion.schemes import (
     CONTIGUOUS_SCHEMES,
     SCHEMES,
     Stage,

@@ -12,9 +12,9 @@ import pytest
 import torch
 import yaml
 
-import vdiff
-from lightning_modules.groups import ClipShape, RolloutConfig, SamplingConfig, TaskConfig
-from lightning_modules.vdm import VDM, VDMUNetConfig
+from video_diffusion_lab import cli as vdiff
+from video_diffusion_lab.lightning_modules.groups import ClipShape, RolloutConfig, SamplingConfig, TaskConfig
+from video_diffusion_lab.lightning_modules.vdm import VDM, VDMUNetConfig
 from tests.tiny_run import REPO, merge
 
 VDM_CONFIG = REPO / "experiments" / "vdm_shapes.yaml"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion import CosineLogSNRSchedule, Denoiser, FrameMask, NoiseSource, sample, task_mask
-from diffusion.guidance import (
+from video_diffusion_lab.diffusion import CosineLogSNRSchedule, Denoiser, FrameMask, NoiseSource, sample, task_mask
+from video_diffusion_lab.diffusion.guidance import (
     ClassifierFreeGuidanceDenoiser,
     ReconstructionGuidedDenoiser,
     ReplacementDenoiser,
@@ -15,7 +15,7 @@ from diffusion.guidance import (
     downsample_video,
     raw_x0,
 )
-from networks.vdm_unet import VDMUNet, VDMUNetConfig
+from video_diffusion_lab.networks.vdm_unet import VDMUNet, VDMUNetConfig
 
 
 def tiny_denoiser(dtype=torch.float32, clip: bool = False, **kwargs) -> Denoiser:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion import FrameMask, default_frame_indices
-from lightning_modules.vdm import joint_image_video_batch
-from networks.vdm_unet import VDMUNet, VDMUNetConfig, temporal_attention_allowed
+from video_diffusion_lab.diffusion import FrameMask, default_frame_indices
+from video_diffusion_lab.lightning_modules.vdm import joint_image_video_batch
+from video_diffusion_lab.networks.vdm_unet import VDMUNet, VDMUNetConfig, temporal_attention_allowed
 
 T_CLIP, N_IMAGES = 4, 2
 

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from diffusion import SAMPLERS, CosineLogSNRSchedule, MaskedDenoiser, get_sampler, sample, task_mask
-from diffusion.noise import randn_like
-from diffusion.parameterization import (
+from video_diffusion_lab.diffusion import SAMPLERS, CosineLogSNRSchedule, MaskedDenoiser, get_sampler, sample, task_mask
+from video_diffusion_lab.diffusion.noise import randn_like
+from video_diffusion_lab.diffusion.parameterization import (
     eps_from_v,
     training_target,
     v_from_x0_eps,
@@ -18,7 +18,7 @@ from diffusion.parameterization import (
     x0_from_output,
     x0_from_v,
 )
-from diffusion.samplers import ancestral_step, langevin_correction, sample_ddpm, sample_predictor_corrector
+from video_diffusion_lab.diffusion.samplers import ancestral_step, langevin_correction, sample_ddpm, sample_predictor_corrector
 
 DATA_STD = 0.5
 

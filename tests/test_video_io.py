@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from video_io import clip_grid, to_uint8_frames, write_video
+from video_diffusion_lab.video_io import clip_grid, to_uint8_frames, write_video
 
 
 # decord 0.6 cannot return frames whose width divides 144 (2, 4, ..., 16, 24, 48, 72: dmlc/decord#336, a

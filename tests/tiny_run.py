@@ -121,11 +121,11 @@ def tiny_config(
 
 
 def run_vdiff(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    """``python -m vdiff ARGS`` in a new process group, with the repo on PYTHONPATH and one thread per process. On a
+    """``python -m video_diffusion_lab.cli ARGS`` (the `vdiff` command) in a new process group, with the repo on PYTHONPATH and one thread per process. On a
     timeout the whole group is killed - DDP ranks are grandchildren that would otherwise outlive the test - and
     ``subprocess.TimeoutExpired`` is raised with what the run printed."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    with subprocess.Popen([sys.executable, "-m", "vdiff", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+    with subprocess.Popen([sys.executable, "-m", "video_diffusion_lab.cli", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, start_new_session=True) as process:
         try:
             stdout, stderr = process.communicate(timeout=timeout)
