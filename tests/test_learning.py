@@ -16,15 +16,17 @@ import torch
 import yaml
 from torch.utils.data import default_collate
 
-import vdiff
-from diffusion import FrameMask, task_mask
-from metrics.baselines import copy_last_observed
-from metrics.frame_quality import frame_psnr, to_unit_range
+from video_diffusion_lab import cli as vdiff
+from video_diffusion_lab.diffusion import FrameMask, task_mask
+from video_diffusion_lab.metrics.baselines import copy_last_observed
+from video_diffusion_lab.metrics.frame_quality import frame_psnr, to_unit_range
 from tests.tiny_run import TINY, tiny_config
 
 NUM_GIVEN = 2
 # Optimizer steps and learning rate; each step sees the same two clips eight times, at eight noise levels (and masks).
-TRAINING = {"ramvid": (300, 2e-3), "fdm": (300, 2e-3), "rvd": (150, 2e-3), "vdm": (400, 4e-3)}
+# VDM (v on the continuous cosine log-SNR schedule) is still between 16 and 20 dB after 400 steps and far above
+# copy-last from 600 on; 400 passed or failed with the machine's floating-point rounding.
+TRAINING = {"ramvid": (300, 2e-3), "fdm": (300, 2e-3), "rvd": (150, 2e-3), "vdm": (700, 4e-3)}
 
 
 def latent_psnr(frames: torch.Tensor, video: torch.Tensor, mask: FrameMask) -> float:
