@@ -7,13 +7,15 @@ BIN := $(VENV)/bin
 CONFIG := experiments/ramvid_shapes.yaml
 RUN_DIR := runs/ramvid_shapes
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test lint docs clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned, so that a CPU machine gets the CPU build rather than a multi-GB CUDA one
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e ".[dev]"
+	# LitData without its declared torchvision (see setup.cfg, extra "streaming")
+	$(BIN)/pip install --no-deps litdata==0.2.76
+	$(BIN)/pip install -e ".[dev,streaming]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -31,6 +33,13 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+docs: setup
+	$(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(RUN_DIR) .pytest_cache

@@ -40,8 +40,9 @@ def fit(config: Path, run_dir: Path, max_steps: int, *overrides: str, threads: i
         print(f"{run_dir}: trained ({max_steps} steps), not fitting again", flush=True)
         return
     resume = ["--ckpt_path", "last"] if (run_dir / "checkpoints" / "last.ckpt").exists() else []
-    vdiff("fit", "--config", str(config), "--trainer.default_root_dir", str(run_dir), *overrides, *resume,
-          threads=threads)
+    vdiff(
+        "fit", "--config", str(config), "--trainer.default_root_dir", str(run_dir), *overrides, *resume, threads=threads
+    )
 
 
 def training_minutes(run_dir: Path) -> float:
@@ -56,8 +57,19 @@ def test(config: Path, run_dir: Path, name: str, *overrides: str, threads: int |
     from there when the script runs again)."""
     kept = run_dir / "benchmark" / f"{name}.json"
     if not kept.exists():
-        vdiff("test", "--config", str(config), "--trainer.default_root_dir", str(run_dir), "--ckpt_path", "last",
-              "--trainer.logger", "false", *overrides, threads=threads)
+        vdiff(
+            "test",
+            "--config",
+            str(config),
+            "--trainer.default_root_dir",
+            str(run_dir),
+            "--ckpt_path",
+            "last",
+            "--trainer.logger",
+            "false",
+            *overrides,
+            threads=threads,
+        )
         kept.parent.mkdir(exist_ok=True)
         (run_dir / "metrics_test.json").replace(kept)
     return json.loads(kept.read_text())
@@ -71,8 +83,11 @@ def trained_parameters(run_dir: Path) -> int:
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     def cell(value: Any) -> str:
-        return f"{value:.3g}" if isinstance(value, float) and abs(value) < 1 else (
-            f"{value:.2f}" if isinstance(value, float) else str(value))
+        return (
+            f"{value:.3g}"
+            if isinstance(value, float) and abs(value) < 1
+            else (f"{value:.2f}" if isinstance(value, float) else str(value))
+        )
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]

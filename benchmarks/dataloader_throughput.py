@@ -28,15 +28,15 @@ from torch.utils.data import DataLoader, RandomSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from video_diffusion_lab.datamodules.bair import BAIRDataModule  # noqa: E402
-from video_diffusion_lab.datamodules.carla import CARLADataModule  # noqa: E402
-from video_diffusion_lab.datamodules.kinetics import KineticsDataModule  # noqa: E402
 from tests.fixtures_real_data import (  # noqa: E402
     textured_frames,
     write_bair_tfrecords,
     write_carla,
     write_mp4,
 )
+from video_diffusion_lab.datamodules.bair import BAIRDataModule  # noqa: E402
+from video_diffusion_lab.datamodules.carla import CARLADataModule  # noqa: E402
+from video_diffusion_lab.datamodules.kinetics import KineticsDataModule  # noqa: E402
 
 # Training demand per GPU, derived, not measured (no GPU here): forward FLOPs of this repository's networks at the
 # paper configs counted with torch's FlopCounterMode, x3 for forward + backward, at an ASSUMED sustained 50 TFLOP/s
@@ -118,8 +118,9 @@ def write_fixtures(folder: Path) -> dict[str, Path]:
 
 def clips_per_second(dataset: torch.utils.data.Dataset, batch_size: int, workers: int, seconds: float) -> float:
     sampler = RandomSampler(dataset, replacement=True, num_samples=1_000_000)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                        prefetch_factor=2 if workers else None)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, prefetch_factor=2 if workers else None
+    )
     batches = iter(loader)
     next(batches)  # worker start-up and the first decode are not steady state
     start, clips = time.perf_counter(), 0
@@ -143,14 +144,24 @@ def main() -> None:
         roots = write_fixtures(Path(tmp))
         cache = Path(tmp) / "cache"
         setups = [
-            ("Kinetics-600 16x64x64 (340x256 mp4)", 8,
-             KineticsDataModule(str(roots["kinetics"]), num_frames=16, image_size=64, cache_dir=str(cache / "k"))),
-            ("BAIR 20x64x64 (TFRecord)", 4,
-             BAIRDataModule(str(roots["bair"]), num_frames=20, image_size=64, val_size=4, cache_dir=str(cache / "b"))),
-            ("CARLA 1000x128x128 (whole video)", 8,
-             CARLADataModule(str(roots["carla"]), num_frames=None, cache_dir=str(cache / "c"))),
-            ("CARLA 20x128x128", 8,
-             CARLADataModule(str(roots["carla"]), num_frames=20, cache_dir=str(cache / "c"))),
+            (
+                "Kinetics-600 16x64x64 (340x256 mp4)",
+                8,
+                KineticsDataModule(str(roots["kinetics"]), num_frames=16, image_size=64, cache_dir=str(cache / "k")),
+            ),
+            (
+                "BAIR 20x64x64 (TFRecord)",
+                4,
+                BAIRDataModule(
+                    str(roots["bair"]), num_frames=20, image_size=64, val_size=4, cache_dir=str(cache / "b")
+                ),
+            ),
+            (
+                "CARLA 1000x128x128 (whole video)",
+                8,
+                CARLADataModule(str(roots["carla"]), num_frames=None, cache_dir=str(cache / "c")),
+            ),
+            ("CARLA 20x128x128", 8, CARLADataModule(str(roots["carla"]), num_frames=20, cache_dir=str(cache / "c"))),
         ]
         rows = []
         for name, batch_size, datamodule in setups:
@@ -191,8 +202,11 @@ def main() -> None:
             f"  {label}: {flops / 1e12:.1f} TFLOP per training clip (fwd+bwd) -> {demand[key]:.1f} clips/s per A100 "
             f"at an assumed {ASSUMED_TFLOPS:g} TFLOP/s (derived estimate)"
         )
-    lines += ["", "Workers needed per GPU (demand / best clips/s per worker measured here; each worker needs a free "
-              "core, and an 8-GPU node needs 8x as many):"]
+    lines += [
+        "",
+        "Workers needed per GPU (demand / best clips/s per worker measured here; each worker needs a free "
+        "core, and an 8-GPU node needs 8x as many):",
+    ]
     for key, match in (("Kinetics-600", "Kinetics"), ("BAIR", "BAIR"), ("CARLA", "CARLA 1000")):
         per_worker = max(rate / max(w, 1) for n, _, w, rate in rows if n.startswith(match) and w > 0)
         if demand[key]:

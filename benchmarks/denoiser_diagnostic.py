@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -24,8 +24,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from video_diffusion_lab.metrics.denoising import NoiseLevelError, noise_levels, x0_error_by_noise_level  # noqa: E402
 from video_diffusion_lab.cli import VideoDiffusionCLI  # noqa: E402
+from video_diffusion_lab.metrics.denoising import NoiseLevelError, noise_levels, x0_error_by_noise_level  # noqa: E402
 
 
 def build(config: str, overrides: list[str]) -> tuple[pl.LightningModule, pl.LightningDataModule]:

@@ -27,18 +27,23 @@ sys.path.insert(0, str(REPO))
 def one_run(length: int, device: str, steps: int, scheme: str, image_size: int) -> dict:
     import torch
 
+    from video_diffusion_lab.groups import ClipShape, RolloutConfig, SamplingConfig, TaskConfig
     from video_diffusion_lab.lightning_modules.fdm import FDM, FDMUNetConfig
-    from video_diffusion_lab.lightning_modules.groups import ClipShape, RolloutConfig, SamplingConfig, TaskConfig
 
     torch.manual_seed(0)
-    model = FDM(
-        clip=ClipShape(num_frames=8, image_size=image_size, channels=3),
-        network=FDMUNetConfig(model_channels=16, channel_mult=(1, 2), attention_resolutions=(image_size // 2,),
-                              num_heads=2),
-        sampling=SamplingConfig(sampler="ddim", steps=steps),
-        task=TaskConfig(num_given=4, video_length=length),
-        rollout=RolloutConfig(scheme=scheme, frames_per_stage=4, adaptive_distance="pixel"),
-    ).to(device).eval()
+    model = (
+        FDM(
+            clip=ClipShape(num_frames=8, image_size=image_size, channels=3),
+            network=FDMUNetConfig(
+                model_channels=16, channel_mult=(1, 2), attention_resolutions=(image_size // 2,), num_heads=2
+            ),
+            sampling=SamplingConfig(sampler="ddim", steps=steps),
+            task=TaskConfig(num_given=4, video_length=length),
+            rollout=RolloutConfig(scheme=scheme, frames_per_stage=4, adaptive_distance="pixel"),
+        )
+        .to(device)
+        .eval()
+    )
     video = torch.zeros(1, length, 3, image_size, image_size)  # on the CPU
     video[:, :4] = torch.rand(1, 4, 3, image_size, image_size) * 2 - 1
     if device.startswith("cuda"):
@@ -71,16 +76,32 @@ def main() -> None:
     if args.one:
         print(json.dumps(one_run(args.one, args.device, args.steps, args.scheme, args.image_size)))
         return
-    print(f"FDM long-video sampling: K=8, 4 new frames per stage, 4 given, {args.image_size}x{args.image_size}, "
-          f"width 16, DDIM {args.steps} steps, scheme {args.scheme}, device {args.device}, batch 1")
+    print(
+        f"FDM long-video sampling: K=8, 4 new frames per stage, 4 given, {args.image_size}x{args.image_size}, "
+        f"width 16, DDIM {args.steps} steps, scheme {args.scheme}, device {args.device}, batch 1"
+    )
     print(f"{'T':>6} {'stages':>7} {'seconds':>8} {'video MiB':>10} {'peak RSS MiB':>13} {'peak device MiB':>16}")
     for length in args.lengths:
-        command = [sys.executable, __file__, "--one", str(length), "--device", args.device, "--steps",
-                   str(args.steps), "--scheme", args.scheme, "--image-size", str(args.image_size)]
+        command = [
+            sys.executable,
+            __file__,
+            "--one",
+            str(length),
+            "--device",
+            args.device,
+            "--steps",
+            str(args.steps),
+            "--scheme",
+            args.scheme,
+            "--image-size",
+            str(args.image_size),
+        ]
         result = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
         device_peak = result["peak_device_MiB"] if result["peak_device_MiB"] is not None else "-"
-        print(f"{result['T']:>6} {result['stages']:>7} {result['seconds']:>8} {result['video_MiB']:>10} "
-              f"{result['peak_rss_MiB']:>13} {device_peak:>16}")
+        print(
+            f"{result['T']:>6} {result['stages']:>7} {result['seconds']:>8} {result['video_MiB']:>10} "
+            f"{result['peak_rss_MiB']:>13} {device_peak:>16}"
+        )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from torch.utils.data import default_collate
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import vdiff  # noqa: E402
+
 from benchmarks.cli_runs import REPO, fit, markdown_table, training_minutes  # noqa: E402
 from video_diffusion_lab.diffusion import task_mask  # noqa: E402
 from video_diffusion_lab.diffusion.schemes import SCHEMES  # noqa: E402
@@ -42,8 +43,11 @@ def scores(frames: torch.Tensor, video: torch.Tensor, num_given: int) -> dict[st
     generated, true = to_unit_range(frames[:, num_given:]), to_unit_range(video[:, num_given:])
     per_frame = frame_psnr(generated.flatten(0, 1), true.flatten(0, 1)).view(true.shape[:2])
     colour = (generated[:, -LATE:].mean(dim=(-2, -1)) - true[:, -LATE:].mean(dim=(-2, -1))).abs().mean() * 255
-    return {"psnr": per_frame.mean().item(), "late_psnr": per_frame[:, -LATE:].mean().item(),
-            "colour_error": colour.item()}
+    return {
+        "psnr": per_frame.mean().item(),
+        "late_psnr": per_frame[:, -LATE:].mean().item(),
+        "colour_error": colour.item(),
+    }
 
 
 def main() -> None:
@@ -58,11 +62,23 @@ def main() -> None:
     steps = yaml.safe_load(CONFIG.read_text())["trainer"]["max_steps"]
     fit(CONFIG, args.run, steps)
     checkpoint = torch.load(args.run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    sampling = [f"--model.init_args.sampling.{k}={v}" for k, v in (("sampler", args.sampler), ("steps", args.steps)) if v]
+    sampling = [
+        f"--model.init_args.sampling.{k}={v}" for k, v in (("sampler", args.sampler), ("steps", args.steps)) if v
+    ]
 
     def build(*flags: str) -> vdiff.VideoDiffusionCLI:
-        return vdiff.run(["--config", str(CONFIG), "--trainer.logger", "false", f"--data.init_args.test_size={args.videos}",
-                          *sampling, *flags], subcommand=False)
+        return vdiff.run(
+            [
+                "--config",
+                str(CONFIG),
+                "--trainer.logger",
+                "false",
+                f"--data.init_args.test_size={args.videos}",
+                *sampling,
+                *flags,
+            ],
+            subcommand=False,
+        )
 
     # The same test videos, given frames and copy-last baseline for every scheme.
     data = build().datamodule.dataset("test")
@@ -78,18 +94,33 @@ def main() -> None:
         with torch.no_grad():
             sample = module.sample(video, mask, generator=torch.Generator().manual_seed(0))
         seconds = time.perf_counter() - start
-        results[scheme] = {**scores(sample, video, num_given), "seconds_per_video": seconds / video.shape[0],
-                           "stages": len(module.stages(video.shape[1], num_given))}
-        rows.append([scheme, results[scheme]["psnr"], results[scheme]["late_psnr"], results[scheme]["colour_error"],
-                     results[scheme]["stages"], results[scheme]["seconds_per_video"]])
+        results[scheme] = {
+            **scores(sample, video, num_given),
+            "seconds_per_video": seconds / video.shape[0],
+            "stages": len(module.stages(video.shape[1], num_given)),
+        }
+        rows.append(
+            [
+                scheme,
+                results[scheme]["psnr"],
+                results[scheme]["late_psnr"],
+                results[scheme]["colour_error"],
+                results[scheme]["stages"],
+                results[scheme]["seconds_per_video"],
+            ]
+        )
         print(rows[-1], flush=True)
     base = results["copy_last_frame"] = scores(copy_last_observed(video, mask), video, num_given)
     rows.append(["copy last frame", base["psnr"], base["late_psnr"], base["colour_error"], 0, 0.0])
-    table = markdown_table(["scheme", "PSNR (dB)", f"late PSNR (last {LATE})", f"colour error (last {LATE}, x255)",
-                            "stages", "s / video"], rows)
-    info = (f"{len(video)} held-out videos, {num_given} given -> {video.shape[1] - num_given} generated; model: "
-            f"{checkpoint['global_step']} steps ({training_minutes(args.run):.1f} min), sampler "
-            f"{module.sampling.sampler} {module.sampling.steps} steps per pass")
+    table = markdown_table(
+        ["scheme", "PSNR (dB)", f"late PSNR (last {LATE})", f"colour error (last {LATE}, x255)", "stages", "s / video"],
+        rows,
+    )
+    info = (
+        f"{len(video)} held-out videos, {num_given} given -> {video.shape[1] - num_given} generated; model: "
+        f"{checkpoint['global_step']} steps ({training_minutes(args.run):.1f} min), sampler "
+        f"{module.sampling.sampler} {module.sampling.steps} steps per pass"
+    )
     out = args.run / "benchmark"
     out.mkdir(exist_ok=True)
     (out / "fdm_schemes.md").write_text(info + "\n\n" + table + "\n")

@@ -36,8 +36,13 @@ def common_clips() -> dict:
 def fdm_on_common_clips() -> list[str]:
     """Flags that put FDM on the common 8-frame clips: one pass, 3 given -> 5 predicted."""
     flags = [f"--data.init_args.{key}={json.dumps(value)}" for key, value in common_clips().items()]
-    return [*flags, "--data.init_args.motion=bounce", "--data.init_args.offscreen=0.0",
-            "--model.init_args.task.video_length=8", "--model.init_args.task.num_given=3"]
+    return [
+        *flags,
+        "--data.init_args.motion=bounce",
+        "--data.init_args.offscreen=0.0",
+        "--model.init_args.task.video_length=8",
+        "--model.init_args.task.num_given=3",
+    ]
 
 
 def config_of(method: str) -> Path:
@@ -69,17 +74,52 @@ def main() -> None:
             raise RuntimeError(f"{method}: tested on other clips than {args.methods[0]} (copy-last-frame differs)")
         cost = report["sampling_cost"]
         predicted = report["video_length"] - report["num_given"]
-        results[method] = {"report": report, "training_minutes": training_minutes(run_dir),
-                           "parameters": trained_parameters(run_dir)}
-        rows.append([NAMES[method], model["psnr_mean"], model["psnr_best"], model["ssim_mean"], model["crps"],
-                     f"{report['sampler']} {report['sampling_steps']}", cost["network_evaluations_per_clip"] / predicted,
-                     cost["seconds_per_clip"], results[method]["training_minutes"],
-                     f"{results[method]['parameters'] / 1e6:.2f}M"])
-    rows.append(["copy last frame", baseline["psnr_mean"], baseline["psnr_mean"], baseline["ssim_mean"],
-                 baseline["crps"], "-", 0.0, 0.0, 0.0, "-"])
+        results[method] = {
+            "report": report,
+            "training_minutes": training_minutes(run_dir),
+            "parameters": trained_parameters(run_dir),
+        }
+        rows.append(
+            [
+                NAMES[method],
+                model["psnr_mean"],
+                model["psnr_best"],
+                model["ssim_mean"],
+                model["crps"],
+                f"{report['sampler']} {report['sampling_steps']}",
+                cost["network_evaluations_per_clip"] / predicted,
+                cost["seconds_per_clip"],
+                results[method]["training_minutes"],
+                f"{results[method]['parameters'] / 1e6:.2f}M",
+            ]
+        )
+    rows.append(
+        [
+            "copy last frame",
+            baseline["psnr_mean"],
+            baseline["psnr_mean"],
+            baseline["ssim_mean"],
+            baseline["crps"],
+            "-",
+            0.0,
+            0.0,
+            0.0,
+            "-",
+        ]
+    )
     n = results[args.methods[0]]["report"]["protocol"]["num_samples"]
-    header = ["method", "PSNR mean (dB)", f"PSNR best-of-{n}", "SSIM", "CRPS", "sampler",
-              "network calls / predicted frame", "s / sampled clip", "training min", "parameters"]
+    header = [
+        "method",
+        "PSNR mean (dB)",
+        f"PSNR best-of-{n}",
+        "SSIM",
+        "CRPS",
+        "sampler",
+        "network calls / predicted frame",
+        "s / sampled clip",
+        "training min",
+        "parameters",
+    ]
     table = markdown_table(header, rows)
     args.runs.mkdir(parents=True, exist_ok=True)
     (args.runs / "method_table.md").write_text(table + "\n")

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -45,11 +45,17 @@ RVD_128 = RVDNetworkConfig(model_channels=64, channel_mult=(1, 1, 2, 2, 4, 4), p
 # name -> (our network, the released code's count as recorded)
 SETTINGS: dict[str, tuple[Callable[[], nn.Module], int]] = {
     "RaMViD BAIR 64x64 (num_res_blocks 2)": (
-        lambda: RaMViDUNet(RaMViDUNetConfig(num_res_blocks=2), image_size=64, channels=3), 235_071_875),
+        lambda: RaMViDUNet(RaMViDUNetConfig(num_res_blocks=2), image_size=64, channels=3),
+        235_071_875,
+    ),
     "RaMViD Kinetics-600 / UCF-101 64x64 (num_res_blocks 3)": (
-        lambda: RaMViDUNet(RaMViDUNetConfig(num_res_blocks=3), image_size=64, channels=3), 308_343_427),
+        lambda: RaMViDUNet(RaMViDUNetConfig(num_res_blocks=3), image_size=64, channels=3),
+        308_343_427,
+    ),
     "FDM CARLA Town01 128x128": (
-        lambda: FDMUNet(FDMUNetConfig(), image_size=128, channels=3, max_frames=20), 80_358_147),
+        lambda: FDMUNet(FDMUNetConfig(), image_size=128, channels=3, max_frames=20),
+        80_358_147,
+    ),
     "RVD 64x64": (lambda: RVDNetwork(RVDNetworkConfig(), image_size=64, channels=3), 37_611_414),
     "RVD 128x128": (lambda: RVDNetwork(RVD_128, image_size=128, channels=3), 43_613_702),
 }
@@ -75,10 +81,17 @@ def measure_official(root: Path) -> dict[str, int]:
     done = isolated("RaMViD")
     from diffusion_openai.script_util import create_model_and_diffusion, model_and_diffusion_defaults
 
-    for name, blocks in [("RaMViD BAIR 64x64 (num_res_blocks 2)", 2),
-                         ("RaMViD Kinetics-600 / UCF-101 64x64 (num_res_blocks 3)", 3)]:
-        flags = {**model_and_diffusion_defaults(), "image_size": 64, "num_channels": 128, "num_res_blocks": blocks,
-                 "scale_time_dim": 0}
+    for name, blocks in [
+        ("RaMViD BAIR 64x64 (num_res_blocks 2)", 2),
+        ("RaMViD Kinetics-600 / UCF-101 64x64 (num_res_blocks 3)", 3),
+    ]:
+        flags = {
+            **model_and_diffusion_defaults(),
+            "image_size": 64,
+            "num_channels": 128,
+            "num_res_blocks": blocks,
+            "scale_time_dim": 0,
+        }
         with torch.device("meta"):
             counts[name] = count(create_model_and_diffusion(**flags)[0])
     done()
@@ -88,8 +101,9 @@ def measure_official(root: Path) -> dict[str, int]:
     from improved_diffusion.script_util import model_and_diffusion_defaults as fdm_defaults
 
     with torch.device("meta"):
-        counts["FDM CARLA Town01 128x128"] = count(fdm_create(**{**fdm_defaults(), "image_size": 128,
-                                                                 "num_res_blocks": 1})[0])
+        counts["FDM CARLA Town01 128x128"] = count(
+            fdm_create(**{**fdm_defaults(), "image_size": 128, "num_res_blocks": 1})[0]
+        )
     done()
 
     done = isolated("RVD")
@@ -97,13 +111,17 @@ def measure_official(root: Path) -> dict[str, int]:
     from modules.temporal_models import CondNet, HistoryNet
     from modules.unet import Unet
 
-    for name, dim, dim_mults, transform_mults in [("RVD 64x64", 48, (1, 2, 4, 8), (1, 2, 2, 4)),
-                                                  ("RVD 128x128", 64, (1, 1, 2, 2, 4, 4), (1, 2, 3, 4))]:
+    for name, dim, dim_mults, transform_mults in [
+        ("RVD 64x64", 48, (1, 2, 4, 8), (1, 2, 2, 4)),
+        ("RVD 128x128", 64, (1, 1, 2, 2, 4, 4), (1, 2, 3, 4)),
+    ]:
         diffusion = GaussianDiffusion(
             Unet(dim=dim, context_dim_factor=1, channels=3, dim_mults=dim_mults),
             CondNet(dim=dim, channels=3, backbone="resnet", dim_mults=dim_mults),
             HistoryNet(dim=dim, channels=3, context_mode="residual", dim_mults=transform_mults, backbone="resnet"),
-            timesteps=1600, loss_type="l1", aux_loss=False,
+            timesteps=1600,
+            loss_type="l1",
+            aux_loss=False,
         )
         counts[name] = count(diffusion)
     done()

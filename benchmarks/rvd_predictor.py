@@ -21,6 +21,7 @@ from torch.utils.data import default_collate
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import vdiff  # noqa: E402
+
 from benchmarks.cli_runs import REPO  # noqa: E402
 from video_diffusion_lab.metrics.frame_quality import frame_psnr, to_unit_range  # noqa: E402
 
@@ -50,13 +51,22 @@ def main() -> None:
     frames = slice(1, None)  # frame 0 has nothing before it
 
     def psnr(prediction: torch.Tensor) -> float:
-        return frame_psnr(to_unit_range(prediction[:, frames].flatten(0, 1)),
-                          to_unit_range(video[:, frames].flatten(0, 1))).mean().item()
+        return (
+            frame_psnr(
+                to_unit_range(prediction[:, frames].flatten(0, 1)), to_unit_range(video[:, frames].flatten(0, 1))
+            )
+            .mean()
+            .item()
+        )
 
-    result = {"clips": len(data), "checkpoint_global_step": checkpoint["global_step"],
-              "predictor_loss_weight": trained_with(args.run, "predictor_loss_weight", module.predictor_loss_weight),
-              "loss_type": trained_with(args.run, "loss_type", module.loss_type),
-              "mu_psnr": psnr(mu), "copy_previous_frame_psnr": psnr(video.roll(1, dims=1))}
+    result = {
+        "clips": len(data),
+        "checkpoint_global_step": checkpoint["global_step"],
+        "predictor_loss_weight": trained_with(args.run, "predictor_loss_weight", module.predictor_loss_weight),
+        "loss_type": trained_with(args.run, "loss_type", module.loss_type),
+        "mu_psnr": psnr(mu),
+        "copy_previous_frame_psnr": psnr(video.roll(1, dims=1)),
+    }
     out = args.run / "benchmark"
     out.mkdir(exist_ok=True)
     (out / "rvd_predictor.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -64,32 +64,78 @@ def main() -> None:
             options = [f"--model.init_args.sampling.{k}={v}" for k, v in sampling.items()]
             if "gamma" not in sampling:
                 options.append("--model.init_args.sampling.gamma=0.0")
-            report = test(config_of(method), run_dir, f"sampling_{args.clips}_{name.replace(' ', '_')}", *flags,
-                          *options, threads=args.threads)
+            report = test(
+                config_of(method),
+                run_dir,
+                f"sampling_{args.clips}_{name.replace(' ', '_')}",
+                *flags,
+                *options,
+                threads=args.threads,
+            )
             predicted = report["video_length"] - report["num_given"]
             calls = report["sampling_cost"]["network_evaluations_per_clip"] / predicted
-            measured.append({"setting": name, "calls_per_frame": calls, **report["model"],
-                             "seconds_per_frame": report["sampling_cost"]["seconds_per_clip"] / predicted})
+            measured.append(
+                {
+                    "setting": name,
+                    "calls_per_frame": calls,
+                    **report["model"],
+                    "seconds_per_frame": report["sampling_cost"]["seconds_per_clip"] / predicted,
+                }
+            )
         chain = measured[0]
-        close = [m for m in measured[1:] if m["psnr_mean"] >= chain["psnr_mean"] - 0.3
-                 and m["crps"] <= chain["crps"] * 1.05]
+        close = [
+            m for m in measured[1:] if m["psnr_mean"] >= chain["psnr_mean"] - 0.3 and m["crps"] <= chain["crps"] * 1.05
+        ]
         fewest = min(close, key=lambda m: m["calls_per_frame"]) if close else None
-        results[method] = {"measured": measured, "fewest_within_tolerance": fewest,
-                           "fewer_calls_than_full_chain": chain["calls_per_frame"] / fewest["calls_per_frame"]
-                           if fewest else None}
+        results[method] = {
+            "measured": measured,
+            "fewest_within_tolerance": fewest,
+            "fewer_calls_than_full_chain": chain["calls_per_frame"] / fewest["calls_per_frame"] if fewest else None,
+        }
         for m in measured:
             mark = " **(fewest within 0.3 dB / 5% CRPS)**" if m is fewest else ""
-            rows.append([NAMES[method], m["setting"] + mark, m["calls_per_frame"], m["psnr_mean"], m["psnr_best"],
-                         m["ssim_mean"], m["crps"], m["seconds_per_frame"]])
-        print(markdown_table(["method", "sampler", "calls / frame", "PSNR", "best-of-4", "SSIM", "CRPS", "s / frame"],
-                             rows[-len(measured):]), flush=True)
-    table = markdown_table(["method", "sampler", "network calls / generated frame", "PSNR mean (dB)",
-                            "PSNR best-of-4", "SSIM", "CRPS", "s / generated frame"], rows)
+            rows.append(
+                [
+                    NAMES[method],
+                    m["setting"] + mark,
+                    m["calls_per_frame"],
+                    m["psnr_mean"],
+                    m["psnr_best"],
+                    m["ssim_mean"],
+                    m["crps"],
+                    m["seconds_per_frame"],
+                ]
+            )
+        print(
+            markdown_table(
+                ["method", "sampler", "calls / frame", "PSNR", "best-of-4", "SSIM", "CRPS", "s / frame"],
+                rows[-len(measured) :],
+            ),
+            flush=True,
+        )
+    table = markdown_table(
+        [
+            "method",
+            "sampler",
+            "network calls / generated frame",
+            "PSNR mean (dB)",
+            "PSNR best-of-4",
+            "SSIM",
+            "CRPS",
+            "s / generated frame",
+        ],
+        rows,
+    )
     summary = "\n".join(
-        f"- {NAMES[m]}: " + (f"{r['fewest_within_tolerance']['setting']} ({r['fewer_calls_than_full_chain']:.0f}x "
-                             "fewer calls than the full chain)" if r["fewest_within_tolerance"] else
-                             "no fast setting within 0.3 dB and 5% CRPS of the full chain")
-        for m, r in results.items())
+        f"- {NAMES[m]}: "
+        + (
+            f"{r['fewest_within_tolerance']['setting']} ({r['fewer_calls_than_full_chain']:.0f}x "
+            "fewer calls than the full chain)"
+            if r["fewest_within_tolerance"]
+            else "no fast setting within 0.3 dB and 5% CRPS of the full chain"
+        )
+        for m, r in results.items()
+    )
     (args.runs / "sampling_cost.md").write_text(table + "\n\n" + summary + "\n")
     (args.runs / "sampling_cost.json").write_text(json.dumps(results, indent=2) + "\n")
     print(table + "\n\n" + summary)

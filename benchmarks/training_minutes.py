@@ -27,10 +27,29 @@ def fit_seconds(config: Path, steps: int, threads: int) -> float:
     with tempfile.TemporaryDirectory() as run_dir:
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads)}
         start = time.perf_counter()
-        subprocess.run([*VDIFF, "fit", "--config", str(config), "--trainer.default_root_dir", run_dir,
-                        "--trainer.max_steps", str(steps), "--trainer.limit_val_batches", "0", "--trainer.logger",
-                        "false", "--trainer.enable_progress_bar", "false"], cwd=REPO, env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                *VDIFF,
+                "fit",
+                "--config",
+                str(config),
+                "--trainer.default_root_dir",
+                run_dir,
+                "--trainer.max_steps",
+                str(steps),
+                "--trainer.limit_val_batches",
+                "0",
+                "--trainer.logger",
+                "false",
+                "--trainer.enable_progress_bar",
+                "false",
+            ],
+            cwd=REPO,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return time.perf_counter() - start
 
 

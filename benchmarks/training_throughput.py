@@ -38,6 +38,7 @@ place for that import and the network itself is untouched.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -48,10 +49,10 @@ import sys
 import time
 import traceback
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 # On a small shared CPU more threads than free cores cost more than they give.
@@ -90,18 +91,38 @@ def ours(frames: int, size: int, paper_widths: bool = False) -> list[Contender]:
 
     # The papers' 64x64 structures (attention at the same levels at any size), widths for ~34M parameters, or the
     # papers' widths (VDM BAIR: 128, head dim 64; RaMViD BAIR: 128) with ``paper_widths``.
-    vdm = VDMUNetConfig(model_channels=128 if paper_widths else 64, channel_mult=(1, 2, 3, 4), num_res_blocks=3,
-                        attention_resolutions=(size // 2, size // 4, size // 8),
-                        attention_head_dim=64 if paper_widths else 32, dropout=0.0)
-    ramvid = RaMViDUNetConfig(model_channels=128 if paper_widths else 48, channel_mult=(1, 2, 3, 4), num_res_blocks=2,
-                              attention_resolutions=(size // 4, size // 8), num_heads=4)
+    vdm = VDMUNetConfig(
+        model_channels=128 if paper_widths else 64,
+        channel_mult=(1, 2, 3, 4),
+        num_res_blocks=3,
+        attention_resolutions=(size // 2, size // 4, size // 8),
+        attention_head_dim=64 if paper_widths else 32,
+        dropout=0.0,
+    )
+    ramvid = RaMViDUNetConfig(
+        model_channels=128 if paper_widths else 48,
+        channel_mult=(1, 2, 3, 4),
+        num_res_blocks=2,
+        attention_resolutions=(size // 4, size // 8),
+        num_heads=4,
+    )
     return [
-        Contender("vdm", "VDM U-Net (ours)", f"width {vdm.model_channels} (1,2,3,4), 3 res blocks, space+time "
-                  f"attention at 3 levels, head dim {vdm.attention_head_dim}", lambda: VDMUNet(vdm, image_size=size),
-                  lambda net, x, t: net(x, t)),
-        Contender("ramvid", "RaMViD U-Net (ours)", f"width {ramvid.model_channels} (1,2,3,4), 2 res blocks, 3x3x3 "
-                  "convs, space-time attention at 2 levels, 4 heads", lambda: RaMViDUNet(ramvid, image_size=size),
-                  lambda net, x, t: net(x, t * 1000)),
+        Contender(
+            "vdm",
+            "VDM U-Net (ours)",
+            f"width {vdm.model_channels} (1,2,3,4), 3 res blocks, space+time "
+            f"attention at 3 levels, head dim {vdm.attention_head_dim}",
+            lambda: VDMUNet(vdm, image_size=size),
+            lambda net, x, t: net(x, t),
+        ),
+        Contender(
+            "ramvid",
+            "RaMViD U-Net (ours)",
+            f"width {ramvid.model_channels} (1,2,3,4), 2 res blocks, 3x3x3 "
+            "convs, space-time attention at 2 levels, 4 heads",
+            lambda: RaMViDUNet(ramvid, image_size=size),
+            lambda net, x, t: net(x, t * 1000),
+        ),
     ]
 
 
@@ -151,16 +172,26 @@ def peers(frames: int, size: int) -> tuple[list[Contender], dict[str, str]]:
             states = context.to(x).expand(b, -1, -1)
             return net(rearrange(x, "b t c h w -> b c t h w"), t * 1000, encoder_hidden_states=states).sample
 
-        found.append(Contender(
-            "diffusers_unet3d", "diffusers UNet3DConditionModel",
-            f"blocks ({width},{2 * width},{3 * width},{4 * width}), 2 layers per block, cross-attention on 1 token, "
-            "4 heads, GroupNorm 8",
-            lambda: UNet3DConditionModel(sample_size=size, in_channels=3, out_channels=3,
-                                         block_out_channels=(width, 2 * width, 3 * width, 4 * width),
-                                         layers_per_block=2, cross_attention_dim=4 * width, attention_head_dim=4,
-                                         norm_num_groups=8),
-            diffusers_call,
-        ))
+        found.append(
+            Contender(
+                "diffusers_unet3d",
+                "diffusers UNet3DConditionModel",
+                f"blocks ({width},{2 * width},{3 * width},{4 * width}), 2 layers per block, "
+                "cross-attention on 1 token, "
+                "4 heads, GroupNorm 8",
+                lambda: UNet3DConditionModel(
+                    sample_size=size,
+                    in_channels=3,
+                    out_channels=3,
+                    block_out_channels=(width, 2 * width, 3 * width, 4 * width),
+                    layers_per_block=2,
+                    cross_attention_dim=4 * width,
+                    attention_head_dim=4,
+                    norm_num_groups=8,
+                ),
+                diffusers_call,
+            )
+        )
     except Exception as error:  # noqa: BLE001 - reported in the results
         missing["diffusers_unet3d"] = f"{type(error).__name__}: {error}"
     try:
@@ -169,15 +200,24 @@ def peers(frames: int, size: int) -> tuple[list[Contender], dict[str, str]]:
         def lucidrains_call(net, x, t):
             return net(rearrange(x, "b t c h w -> b c t h w"), t * 1000)
 
-        found.append(Contender(
-            "lucidrains_unet3d", "lucidrains Unet3D", "dim 64 (1,2,4,8), its defaults (8 heads of 32, rotary time "
-            "attention, sparse linear attention)", lambda: unet3d(dim=64, dim_mults=(1, 2, 4, 8), channels=3),
-            lucidrains_call,
-        ))
-        found.append(Contender(
-            "lucidrains_unet3d_vdm_mults", "lucidrains Unet3D, VDM's multipliers", "dim 96 (1,2,3,4), otherwise "
-            "its defaults", lambda: unet3d(dim=96, dim_mults=(1, 2, 3, 4), channels=3), lucidrains_call,
-        ))
+        found.append(
+            Contender(
+                "lucidrains_unet3d",
+                "lucidrains Unet3D",
+                "dim 64 (1,2,4,8), its defaults (8 heads of 32, rotary time attention, sparse linear attention)",
+                lambda: unet3d(dim=64, dim_mults=(1, 2, 4, 8), channels=3),
+                lucidrains_call,
+            )
+        )
+        found.append(
+            Contender(
+                "lucidrains_unet3d_vdm_mults",
+                "lucidrains Unet3D, VDM's multipliers",
+                "dim 96 (1,2,3,4), otherwise its defaults",
+                lambda: unet3d(dim=96, dim_mults=(1, 2, 3, 4), channels=3),
+                lucidrains_call,
+            )
+        )
     except Exception as error:  # noqa: BLE001
         missing["lucidrains_unet3d"] = f"{type(error).__name__}: {error}"
     return found, missing
@@ -264,8 +304,20 @@ def to_channels_last(network: nn.Module) -> None:
 
 def peak_memory_in_subprocess(key: str, args: argparse.Namespace) -> float | None:
     """MiB the process's resident memory grows by during a training step of ``key`` (a fresh process of its own)."""
-    command = [sys.executable, __file__, "--memory-of", key, "--frames", str(args.frames), "--size", str(args.size),
-               "--batch", str(args.batch), "--precision", args.precision]
+    command = [
+        sys.executable,
+        __file__,
+        "--memory-of",
+        key,
+        "--frames",
+        str(args.frames),
+        "--size",
+        str(args.size),
+        "--batch",
+        str(args.batch),
+        "--precision",
+        args.precision,
+    ]
     command += ["--channels-last"] * args.channels_last + ["--paper-widths"] * args.paper_widths
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
@@ -292,10 +344,8 @@ def process_memory_mib(field: str) -> float:
 
 def reset_peak_rss() -> None:
     """Start VmHWM from the current resident memory (Linux >= 4.0); without it the peak since start is kept."""
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 # ----------------------------------------------------------------------------------------------------------- main
@@ -350,14 +400,20 @@ def run(args: argparse.Namespace) -> str:
     ]
     for key, r in by_key.items():
         mem = memory.get(key)
-        row = (f"| {r.contender.label} | {r.contender.setting} | {r.parameters / 1e6:.2f} | {flops[key] / 1e9:.1f} | "
-               f"{step[key]:.3f} | {1 / step[key]:.3f} | {flops[key] / step[key] / 1e9:.1f} | "
-               f"{args.batch / forward[key]:.3f} | {'-' if mem is None else f'{mem:.0f}'} |")
+        row = (
+            f"| {r.contender.label} | {r.contender.setting} | {r.parameters / 1e6:.2f} | {flops[key] / 1e9:.1f} | "
+            f"{step[key]:.3f} | {1 / step[key]:.3f} | {flops[key] / step[key] / 1e9:.1f} | "
+            f"{args.batch / forward[key]:.3f} | {'-' if mem is None else f'{mem:.0f}'} |"
+        )
         if args.device == "cuda":
             row += f" {flops[key] / step[key] / (args.peak_tflops * 1e12):.1%} |"
         lines.append(row)
-    lines += ["", "| ours | peer | params ours / peer | train throughput ours / peer | sampling throughput ours / "
-              "peer | FLOP per step ours / peer | achieved FLOP/s ours / peer |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| ours | peer | params ours / peer | train throughput ours / peer | sampling throughput ours / "
+        "peer | FLOP per step ours / peer | achieved FLOP/s ours / peer |",
+        "|---|---|---|---|---|---|---|",
+    ]
     slow_pairs = []
     for our_key, peer_key in PAIRS:
         if peer_key not in by_key:
@@ -377,10 +433,13 @@ def run(args: argparse.Namespace) -> str:
     profiled: set[str] = set()
     for our_key, peer_key, ratio in slow_pairs:
         flop_ratio = flops[our_key] / flops[peer_key]
-        lines += ["", f"Below 1.5x: {by_key[our_key].contender.label} vs {by_key[peer_key].contender.label} "
-                  f"({ratio:.2f}x). At matched parameters ours counts {flop_ratio:.2f}x the peer's FLOPs per step and "
-                  f"runs them at {ratio * flop_ratio:.2f}x the peer's FLOP rate. Self time of one profiled training "
-                  "step, top operators:"]
+        lines += [
+            "",
+            f"Below 1.5x: {by_key[our_key].contender.label} vs {by_key[peer_key].contender.label} "
+            f"({ratio:.2f}x). At matched parameters ours counts {flop_ratio:.2f}x the peer's FLOPs per step and "
+            f"runs them at {ratio * flop_ratio:.2f}x the peer's FLOP rate. Self time of one profiled training "
+            "step, top operators:",
+        ]
         for key in (our_key, peer_key):
             if key in profiled:
                 lines.append(f"  {by_key[key].contender.label}: as above")
@@ -402,8 +461,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--channels-last", action="store_true", help="every network and input in channels-last")
-    parser.add_argument("--paper-widths", action="store_true",
-                        help="our networks at the papers' widths (for MFU on a GPU at --size 64), without peers")
+    parser.add_argument(
+        "--paper-widths",
+        action="store_true",
+        help="our networks at the papers' widths (for MFU on a GPU at --size 64), without peers",
+    )
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=32)
@@ -419,9 +481,9 @@ def main() -> None:
         return
     try:
         text = run(args)
-    except Exception:
+    except Exception as error:  # noqa: BLE001 - any failure: its traceback, then a non-zero exit for the caller
         traceback.print_exc()
-        raise SystemExit(1)
+        raise SystemExit(1) from error
     print(text)
     if args.out:
         args.out.write_text(text)

@@ -34,8 +34,13 @@ def main() -> None:
     fit(config, run_dir, max_steps("vdm"), threads=args.threads)
 
     settings = [("replacement", ["--model.init_args.conditioning_method=replacement"])]
-    settings += [(f"reconstruction w_r={w:g}", ["--model.init_args.conditioning_method=reconstruction",
-                                                 f"--model.init_args.reconstruction_weight={w}"]) for w in args.weights]
+    settings += [
+        (
+            f"reconstruction w_r={w:g}",
+            ["--model.init_args.conditioning_method=reconstruction", f"--model.init_args.reconstruction_weight={w}"],
+        )
+        for w in args.weights
+    ]
     shipped = yaml.safe_load(config.read_text())["model"]["init_args"]
     shipped_name = f"reconstruction w_r={float(shipped['reconstruction_weight']):g}"
     rows, results = [], {}
@@ -44,14 +49,23 @@ def main() -> None:
         kept, flags = ("test", []) if name == shipped_name else ("guidance_" + name.replace(" ", "_"), flags)
         report = test(config, run_dir, kept, *flags, threads=args.threads)
         results[name] = report["model"]
-        rows.append([name, report["model"]["psnr_mean"], report["model"]["psnr_best"], report["model"]["ssim_mean"],
-                     report["model"]["crps"]])
+        rows.append(
+            [
+                name,
+                report["model"]["psnr_mean"],
+                report["model"]["psnr_best"],
+                report["model"]["ssim_mean"],
+                report["model"]["crps"],
+            ]
+        )
     base = report["copy_last_frame"]
     rows.append(["copy last frame", base["psnr_mean"], base["psnr_mean"], base["ssim_mean"], base["crps"]])
-    info = (f"{report['num_videos']} held-out clips, {report['num_given']} given -> "
-            f"{report['video_length'] - report['num_given']} generated, {report['protocol']['num_samples']} samples "
-            f"each; sampler {report['sampler']} {report['sampling_steps']} steps; model: "
-            f"{report['checkpoint_global_step']} steps")
+    info = (
+        f"{report['num_videos']} held-out clips, {report['num_given']} given -> "
+        f"{report['video_length'] - report['num_given']} generated, {report['protocol']['num_samples']} samples "
+        f"each; sampler {report['sampler']} {report['sampling_steps']} steps; model: "
+        f"{report['checkpoint_global_step']} steps"
+    )
     table = markdown_table(["conditioning", "PSNR mean (dB)", "PSNR best-of-N", "SSIM", "CRPS"], rows)
     (run_dir / "benchmark" / "vdm_guidance.md").write_text(info + "\n\n" + table + "\n")
     (run_dir / "benchmark" / "vdm_guidance.json").write_text(json.dumps({"info": info, "results": results}, indent=2))

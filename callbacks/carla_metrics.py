@@ -94,4 +94,7 @@ class CARLAPositionMetrics(pl.Callback):
             report = json.loads(path.read_text()) if path.is_file() else {}
             report["carla"] = results
             write_json(path, report)
-            print(f"CARLA: position error {results['position_error']:.3f}, WD {results['wd']:.3f}, PO {results['po']:.2f}%")
+            print(
+                f"CARLA: position error {results['position_error']:.3f}, WD {results['wd']:.3f}, "
+                f"PO {results['po']:.2f}%"
+            )

@@ -7,8 +7,9 @@ Both encode the files with the project's own writer and hand W&B the file (no mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -40,7 +41,9 @@ class SampleVideoLogger(Callback):
     ``num_videos`` validation clips to W&B and to ``<run dir>/videos``. The samples are those ``validation_step``
     drew (EMA weights, the module's task, a fixed seed), so logging adds no sampling."""
 
-    def __init__(self, every_n_epochs: int = 1, num_videos: int = 4, fps: int = 4, scale: int = 4, suffix: str = ".mp4"):
+    def __init__(
+        self, every_n_epochs: int = 1, num_videos: int = 4, fps: int = 4, scale: int = 4, suffix: str = ".mp4"
+    ):
         super().__init__()
         self.every_n_epochs, self.num_videos = every_n_epochs, num_videos
         self.fps, self.scale, self.suffix = fps, scale, suffix
@@ -50,7 +53,13 @@ class SampleVideoLogger(Callback):
         return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
 
     def on_validation_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         if batch_idx != 0 or not self._active(trainer) or not isinstance(outputs, dict):
             return
@@ -71,7 +80,9 @@ class SampleVideoLogger(Callback):
             paths.append(str(write_video(run_dir(trainer) / "videos" / name, clip, self.fps, self.scale)))
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_video("val/samples", videos=paths, step=trainer.global_step, format=[self.suffix[1:]] * len(paths))
+                logger.log_video(
+                    "val/samples", videos=paths, step=trainer.global_step, format=[self.suffix[1:]] * len(paths)
+                )
 
 
 class VideoPredictionWriter(BasePredictionWriter):

@@ -64,8 +64,9 @@ def load_video(path: Path) -> torch.Tensor:
             raise
         video = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) file
     if not isinstance(video, torch.Tensor) or video.ndim != 4 or video.shape[-1] != 3:
-        raise ValueError(f"expected a uint8 (T, H, W, 3) tensor, got {type(video).__name__} "
-                         f"{tuple(getattr(video, 'shape', ()))}")
+        raise ValueError(
+            f"expected a uint8 (T, H, W, 3) tensor, got {type(video).__name__} {tuple(getattr(video, 'shape', ()))}"
+        )
     return video
 
 
@@ -183,8 +184,11 @@ class CARLADataModule(RealDataModule):
     def split_names(self, split: str) -> list[str]:
         """Videos of a published split whose files (and coordinates, when returned) are present."""
         names = read_split_list(self.root / f"video_{split}.csv")
-        present = [n for n in names if (self.root / n).is_file()
-                   and (not self.return_coords or (self.root / coords_name(n)).is_file())]
+        present = [
+            n
+            for n in names
+            if (self.root / n).is_file() and (not self.return_coords or (self.root / coords_name(n)).is_file())
+        ]
         if len(present) < len(names):
             absent = [n for n in names if n not in set(present)]
             rank_zero_warn(

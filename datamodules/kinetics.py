@@ -145,7 +145,7 @@ def has_video(folder: Path | None) -> bool:
     """Stops at the first video found: a layout check must not list half a million files."""
     if folder is None:
         return False
-    for current, dirs, files in os.walk(folder):
+    for _, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         if any(f.lower().endswith(VIDEO_EXTENSIONS) for f in files):
             return True

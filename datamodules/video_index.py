@@ -25,9 +25,10 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -196,7 +197,7 @@ def load_or_substitute(
 class SkippedVideoReport(Callback):
     """Reports, on rank 0 at the end of every epoch, the files skipped since the last report."""
 
-    def __init__(self, datamodule: "RealDataModule", show: int = 5):
+    def __init__(self, datamodule: RealDataModule, show: int = 5):
         self.datamodule, self.show = datamodule, show
         self.reported: dict[str, int] = {}  # lines already reported, per log file
 

@@ -56,7 +56,10 @@ class CARLAPositionRegressor(pl.LightningModule):
     def on_fit_start(self) -> None:
         """Estimate the coordinate normalisation once, from the first training batches (not on resume)."""
         net = self.network
-        if not (torch.equal(net.coord_mean, torch.zeros_like(net.coord_mean)) and torch.equal(net.coord_std, torch.ones_like(net.coord_std))):
+        if not (
+            torch.equal(net.coord_mean, torch.zeros_like(net.coord_mean))
+            and torch.equal(net.coord_std, torch.ones_like(net.coord_std))
+        ):
             return
         coords = []
         for i, batch in enumerate(self.trainer.datamodule.train_dataloader()):

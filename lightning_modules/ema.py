@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from video_diffusion_lab.lightning_modules.groups import EMAConfig
+from video_diffusion_lab.groups import EMAConfig
 
 
 class EMA(nn.Module):

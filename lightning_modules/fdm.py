@@ -30,7 +30,7 @@ from video_diffusion_lab.datamodules.video_index import uint8_to_unit_range
 from video_diffusion_lab.diffusion import FrameMask
 from video_diffusion_lab.diffusion.frame_sampling import PADDING, fdm_training_slots
 from video_diffusion_lab.diffusion.schemes import Stage, scheme_image
-from video_diffusion_lab.lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, RolloutConfig, SamplingConfig, TaskConfig
+from video_diffusion_lab.groups import ClipShape, DiffusionConfig, EMAConfig, RolloutConfig, SamplingConfig, TaskConfig
 from video_diffusion_lab.lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
 from video_diffusion_lab.metrics.protocol import EvaluationProtocol
 from video_diffusion_lab.metrics.report import run_dir
@@ -81,7 +81,9 @@ class FDM(VideoDiffusionModule):
         """In training the whole videos stay on the CPU; ``training_loss`` moves only the K chosen frames."""
         if self._trainer is not None and self.trainer.training and isinstance(batch, dict) and "video" in batch:
             video = batch["video"]
-            rest = super().transfer_batch_to_device({k: v for k, v in batch.items() if k != "video"}, device, dataloader_idx)
+            rest = super().transfer_batch_to_device(
+                {k: v for k, v in batch.items() if k != "video"}, device, dataloader_idx
+            )
             return {**rest, "video": video}
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 

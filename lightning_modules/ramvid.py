@@ -12,7 +12,7 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
 from video_diffusion_lab.diffusion import RandomFrameMasks
-from video_diffusion_lab.lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, RolloutConfig, SamplingConfig, TaskConfig
+from video_diffusion_lab.groups import ClipShape, DiffusionConfig, EMAConfig, RolloutConfig, SamplingConfig, TaskConfig
 from video_diffusion_lab.lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
 from video_diffusion_lab.metrics.protocol import EvaluationProtocol
 from video_diffusion_lab.networks import RaMViDUNet, RaMViDUNetConfig

@@ -6,8 +6,9 @@ network. x_t = mu_t + sigma y_t.
 
 Training (the released code's algorithm): both RNNs start from a reset state for every video and are fed its
 ground-truth frames in order (teacher forcing); the first ``train_warmup`` frames (default ``task.num_given``) only
-warm them up. For the other frames, y_t is noised with one diffusion time per video shared by all its frames and the denoiser regresses epsilon
-under an L1 loss, through the core's ``Denoiser.loss`` with the warm-up frames marked observed (outside the loss).
+warm them up. For the other frames, y_t is noised with one diffusion time per video shared by all its frames and the
+denoiser regresses epsilon under an L1 loss, through the core's ``Denoiser.loss`` with the warm-up frames marked
+observed (outside the loss).
 The loss trains all three networks end to end. Cosine schedule with 1600 steps.
 
 Sampling is an autoregressive rollout: after the given frames, for each new frame the RNNs advance on the previous
@@ -21,14 +22,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from tqdm.auto import trange
 
-from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
-
 from video_diffusion_lab.diffusion import Denoiser, FrameMask, observed_for_task, sample
 from video_diffusion_lab.diffusion.schedules import NoiseSchedule
-from video_diffusion_lab.lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, SamplingConfig, TaskConfig
+from video_diffusion_lab.groups import ClipShape, DiffusionConfig, EMAConfig, SamplingConfig, TaskConfig
 from video_diffusion_lab.lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
 from video_diffusion_lab.metrics.protocol import EvaluationProtocol
 from video_diffusion_lab.networks import RVDNetwork, RVDNetworkConfig
@@ -112,7 +112,11 @@ class RVD(VideoDiffusionModule):
             lr_scheduler=lr_scheduler,
         )
         self.save_method_hyperparameters()
-        self.residual_scale, self.loss_type, self.predictor_loss_weight = residual_scale, loss_type, predictor_loss_weight
+        self.residual_scale, self.loss_type, self.predictor_loss_weight = (
+            residual_scale,
+            loss_type,
+            predictor_loss_weight,
+        )
         # Frames that only warm the RNNs up in training (the released code: 2, while sampling is given 4).
         self.train_warmup = train_warmup or task.num_given
 

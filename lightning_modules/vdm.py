@@ -5,8 +5,8 @@ Training (Sec. 2-3): continuous time t ~ U[0, 1] on the cosine log-SNR schedule 
 independent image frames (joint image-video training, Sec. 3.2): for each extra slot a random OTHER clip of the same
 batch and a random frame of it are drawn; the network receives ``segment_ids`` (clip slots 0, image slot k -> k) and
 masks its temporal attention so images stay independent. With ``network.num_classes`` (labels from the batch's
-"label") or ``network.cond_dim`` (a precomputed vector per clip) the model is conditional and the condition is dropped with probability
-``cond_drop_prob`` (classifier-free guidance, ``guidance_weight`` at sampling).
+"label") or ``network.cond_dim`` (a precomputed vector per clip) the model is conditional and the condition is dropped
+with probability ``cond_drop_prob`` (classifier-free guidance, ``guidance_weight`` at sampling).
 
 Sampling: any sampler of the core (``sampling``; the paper: predictor-corrector with gamma 0 and one Langevin step
 of size 0.1). Conditional generation is done by guidance of the unconditional model (Sec. 3.1):
@@ -37,7 +37,7 @@ from video_diffusion_lab.diffusion.guidance import (
     SpatialGuidedDenoiser,
     downsample_video,
 )
-from video_diffusion_lab.lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, RolloutConfig, SamplingConfig, TaskConfig
+from video_diffusion_lab.groups import ClipShape, DiffusionConfig, EMAConfig, RolloutConfig, SamplingConfig, TaskConfig
 from video_diffusion_lab.lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
 from video_diffusion_lab.metrics.protocol import EvaluationProtocol
 from video_diffusion_lab.networks import VDMUNet, VDMUNetConfig
@@ -81,7 +81,9 @@ def load_condition_vectors(path: str, cond_dim: int) -> Tensor:
     else:
         table = data.float()
     if table.ndim != 2 or table.shape[1] != cond_dim:
-        raise ValueError(f"cond_vectors: expected vectors of size cond_dim={cond_dim}, got a table {tuple(table.shape)}")
+        raise ValueError(
+            f"cond_vectors: expected vectors of size cond_dim={cond_dim}, got a table {tuple(table.shape)}"
+        )
     return table
 
 
@@ -261,8 +263,13 @@ class VDM(VideoDiffusionModule):
             guidance={"low_res": low_res},
             **self.conditioning(batch),
         )
-        return {"samples": samples, "video": truth, "observed": mask.observed, "index": batch.get("index"),
-                "low_res": low_res}
+        return {
+            "samples": samples,
+            "video": truth,
+            "observed": mask.observed,
+            "index": batch.get("index"),
+            "low_res": low_res,
+        }
 
 
 def check_vdm_fields(
@@ -297,7 +304,8 @@ def check_vdm_fields(
         raise ValueError(f"guidance_weight: must be >= 0, got {guidance_weight}")
     if guidance_weight > 0 and num_classes is None and cond_dim is None:
         raise ValueError(
-            f"guidance_weight: class-conditional (classifier-free guided) sampling with weight {guidance_weight} needs a "
+            f"guidance_weight: class-conditional (classifier-free guided) sampling with weight {guidance_weight} "
+            "needs a "
             "model with classes (num_classes) or condition vectors (cond_dim); this model has neither"
         )
     if conditioning_method not in CONDITIONING_METHODS:
@@ -314,8 +322,5 @@ def check_vdm_fields(
         )
     if reconstruction_weight < 0:
         raise ValueError(f"reconstruction_weight: must be >= 0, got {reconstruction_weight}")
-    if spatial_factor is not None:
-        if spatial_factor < 2 or image_size % spatial_factor:
-            raise ValueError(
-                f"spatial_factor: must be >= 2 and divide image_size={image_size}, got {spatial_factor}"
-            )
+    if spatial_factor is not None and (spatial_factor < 2 or image_size % spatial_factor):
+        raise ValueError(f"spatial_factor: must be >= 2 and divide image_size={image_size}, got {spatial_factor}")

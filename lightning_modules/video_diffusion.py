@@ -1,7 +1,7 @@
 """What every method's LightningModule shares: EMA weights, sampling through the core, evaluation and predict.
 
 A method subclasses ``VideoDiffusionModule``, builds its network (a plain ``nn.Module`` from ``networks/``), passes it
-with the configuration groups (``lightning_modules.groups``) to ``__init__`` and writes ``training_loss`` as its
+with the configuration groups (``video_diffusion_lab.groups``) to ``__init__`` and writes ``training_loss`` as its
 paper's training algorithm. Sampling (one pass, or a long video stage by stage with a rollout scheme), validation and
 test metrics, the copy-last-frame baseline, per-clip seeded noise, the optimiser and the checkpointed EMA come from
 here.
@@ -10,7 +10,8 @@ here.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -20,12 +21,19 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from video_diffusion_lab.diffusion import Denoiser, FrameMask, build_schedule, build_stages, check_scheme_supported, run_stages, sample
+from video_diffusion_lab.diffusion import (
+    Denoiser,
+    FrameMask,
+    build_schedule,
+    build_stages,
+    check_scheme_supported,
+    run_stages,
+    sample,
+)
 from video_diffusion_lab.diffusion.masks import task_mask
 from video_diffusion_lab.diffusion.noise import NoiseSource
 from video_diffusion_lab.diffusion.schemes import Embedder, Stage, check_scheme_arguments, pixel_embedding
-from video_diffusion_lab.lightning_modules.ema import EMA
-from video_diffusion_lab.lightning_modules.groups import (
+from video_diffusion_lab.groups import (
     ClipShape,
     DiffusionConfig,
     EMAConfig,
@@ -33,6 +41,7 @@ from video_diffusion_lab.lightning_modules.groups import (
     SamplingConfig,
     TaskConfig,
 )
+from video_diffusion_lab.lightning_modules.ema import EMA
 from video_diffusion_lab.metrics.protocol import EvaluationProtocol, VideoEvaluation
 from video_diffusion_lab.metrics.report import run_dir, write_json
 from video_diffusion_lab.metrics.sampling_cost import SamplingCost
@@ -59,7 +68,10 @@ def cut_to_length(batch: dict[str, Any], length: int) -> dict[str, Any]:
     frames = batch["video"].shape[1]
     if frames == length:
         return batch
-    return {k: v[:, :length] if isinstance(v, Tensor) and v.ndim >= 2 and v.shape[1] == frames else v for k, v in batch.items()}
+    return {
+        k: v[:, :length] if isinstance(v, Tensor) and v.ndim >= 2 and v.shape[1] == frames else v
+        for k, v in batch.items()
+    }
 
 
 def default_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -147,7 +159,13 @@ class VideoDiffusionModule(pl.LightningModule):
         return Denoiser(network, self.schedule, self.diffusion.prediction)
 
     def sampling_denoiser(
-        self, mask: FrameMask, *, use_ema: bool | None = None, generator: Any = None, guidance: dict[str, Any] | None = None, **cond: Any
+        self,
+        mask: FrameMask,
+        *,
+        use_ema: bool | None = None,
+        generator: Any = None,
+        guidance: dict[str, Any] | None = None,
+        **cond: Any,
     ) -> Callable[..., Tensor]:
         """The denoiser the samplers run for ``mask``; methods wrap it (VDM: guidance, with ``guidance`` inputs such as
         a low-resolution video that are not network conditioning)."""
@@ -202,7 +220,8 @@ class VideoDiffusionModule(pl.LightningModule):
         prefix = torch.arange(length, device=mask.observed.device) < num_given
         if not (mask.observed == prefix).all() or not (mask.latent == ~prefix).all():
             raise ValueError(
-                f"task: videos longer than rollout.frames_per_pass={self.frames_per_pass} are generated stage by stage, "
+                f"task: videos longer than rollout.frames_per_pass={self.frames_per_pass} are generated stage by "
+                "stage, "
                 "which needs the first num_given frames given and all others generated (task: prediction)"
             )
         out = self.sample_long(given, num_given, use_ema=use_ema, generator=generator, progress=progress, **cond)
@@ -226,7 +245,10 @@ class VideoDiffusionModule(pl.LightningModule):
         out = video.detach().to("cpu", torch.float32).clone()
         out[:, num_given:] = 0
         if progress:
-            rank_zero_info(f"{type(self).__name__}: {self.rollout_config.scheme} over {video.shape[1]} frames, {len(stages)} stages")
+            rank_zero_info(
+                f"{type(self).__name__}: {self.rollout_config.scheme} over {video.shape[1]} frames, "
+                f"{len(stages)} stages"
+            )
 
         def one_pass(given: Tensor, mask: FrameMask) -> Tensor:
             return self.sample_pass(given, mask, use_ema=use_ema, generator=generator, **cond)
@@ -417,7 +439,9 @@ class VideoDiffusionModule(pl.LightningModule):
             "video_length": self.video_length,
             "frames_per_pass": self.frames_per_pass,
             "scheme": self.rollout_config.scheme if long_video else None,
-            "frames_per_stage": self.rollout_config.stage_frames(self.clip.num_frames, self.task.num_given) if long_video else None,
+            "frames_per_stage": self.rollout_config.stage_frames(self.clip.num_frames, self.task.num_given)
+            if long_video
+            else None,
             "num_stages": len(self.stages(self.video_length, self.task.num_given)) if long_video else 1,
             "sampler": self.sampling.sampler,
             "sampling_steps": self.sampling.steps or self.schedule.default_sampling_steps,
@@ -455,7 +479,8 @@ class VideoDiffusionModule(pl.LightningModule):
                 f"\nTest on {videos} held-out clips ({self.task.task}, {self.task.num_given} given, {n} sample(s) per "
                 f"clip): model PSNR {model['psnr_mean']:.2f} dB (best-of-{n} {model['psnr_best']:.2f}) / SSIM "
                 f"{model['ssim_mean']:.3f}{extra}; copy-last-frame PSNR {baseline['psnr_mean']:.2f} dB / SSIM "
-                f"{baseline['ssim_mean']:.3f} / CRPS (= MAE) {baseline['crps']:.4g}\nMetrics written to {path.resolve()}"
+                f"{baseline['ssim_mean']:.3f} / CRPS (= MAE) {baseline['crps']:.4g}\n"
+                f"Metrics written to {path.resolve()}"
             )
         self.test_evaluation.reset()
 
@@ -477,7 +502,9 @@ class VideoDiffusionModule(pl.LightningModule):
             raise ValueError(f"task.num_given: the data clips have {video.shape[1]} frames, fewer than {num_given}")
         long_video = torch.zeros(video.shape[0], length, *video.shape[2:])
         long_video[:, :num_given] = video[:, :num_given].cpu()
-        samples = self.sample_long(long_video, num_given, generator=noise, progress=True, callback=self.on_stage, **cond)
+        samples = self.sample_long(
+            long_video, num_given, generator=noise, progress=True, callback=self.on_stage, **cond
+        )
         observed = torch.zeros(video.shape[0], length, dtype=torch.bool)
         observed[:, :num_given] = True
         return {"samples": samples, "video": video.cpu(), "observed": observed, "index": batch.get("index")}

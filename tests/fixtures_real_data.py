@@ -42,8 +42,9 @@ def textured_frames(num_frames: int, height: int, width: int, seed: int = 0) -> 
     like camera footage (~400 kbit/s at 340x256, crf 23), so decoding costs about what a real clip costs."""
     rng = np.random.default_rng(seed)
     texture = rng.integers(0, 256, (height // 4 + 41, width // 4 + 41, 3), dtype=np.uint8).repeat(4, 0).repeat(4, 1)
-    return np.stack([texture[(t // 2) % 160 : (t // 2) % 160 + height, t % 160 : t % 160 + width]
-                     for t in range(num_frames)])
+    return np.stack(
+        [texture[(t // 2) % 160 : (t // 2) % 160 + height, t % 160 : t % 160 + width] for t in range(num_frames)]
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------- videos
@@ -114,8 +115,10 @@ def write_kinetics(
             bad = write_mp4(folder / kinetics_name("truncatedvid", 0, 10), fixture_frames(num_frames, height, width))
             truncate(bad, 0.5)
             (folder / kinetics_name("emptyvideo0", 0, 10)).write_bytes(b"")
-            rows += [{"label": classes[0], "youtube_id": yid, "time_start": 0, "time_end": 10}
-                     for yid in ("truncatedvid", "emptyvideo0", "missingvid0")]
+            rows += [
+                {"label": classes[0], "youtube_id": yid, "time_start": 0, "time_end": 10}
+                for yid in ("truncatedvid", "emptyvideo0", "missingvid0")
+            ]
         if layout == "annotations":
             (root / "annotations").mkdir(parents=True, exist_ok=True)
             with open(root / "annotations" / f"{split}.csv", "w", newline="") as file:
@@ -174,7 +177,11 @@ def carla_coords(video: int, num_frames: int) -> np.ndarray:
 
 
 def write_carla(
-    root: str | Path, num_train: int = 4, num_test: int = 2, num_frames: int = 40, size: int = 32,
+    root: str | Path,
+    num_train: int = 4,
+    num_test: int = 2,
+    num_frames: int = 40,
+    size: int = 32,
     csv_dir: str = "/original/machine/no-traffic",
 ) -> Path:
     """video_<i>.pt (uint8 (T, H, W, 3)), coords_<i>.npy and video_{train,test}.csv as the FDM release has them

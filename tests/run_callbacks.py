@@ -20,8 +20,9 @@ class RecordLosses(Callback):
     def __init__(self, path: str):
         self.path = Path(path)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         record = {"step": trainer.global_step, "rank": trainer.global_rank, "loss": float(loss.detach())}
         with self.path.open("a") as f:
@@ -35,8 +36,9 @@ class RecordRNG(Callback):
     def __init__(self, folder: str):
         self.folder = Path(folder)
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         path = self.folder / f"rng_rank{trainer.global_rank}.pt"
         if not path.exists():
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -55,8 +57,9 @@ class SignalAt(Callback):
     def __init__(self, step: int, signal_name: str = "SIGKILL", rank: int = -1):
         self.step, self.signal, self.rank = step, getattr(signal, signal_name), rank
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.global_step == self.step and self.rank in (-1, trainer.global_rank):
             os.kill(os.getpid(), self.signal)
 
@@ -67,8 +70,9 @@ class PoisonBatch(Callback):
     def __init__(self, step: int, rank: int = -1):
         self.step, self.rank = step, rank
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.global_step == self.step and self.rank in (-1, trainer.global_rank):
             batch["video"].fill_(float("nan"))
 

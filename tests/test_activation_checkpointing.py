@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.tiny_methods import randomise
 from video_diffusion_lab.diffusion import FrameMask
 from video_diffusion_lab.networks import FDMUNet, FDMUNetConfig, RaMViDUNet, RaMViDUNetConfig, VDMUNet, VDMUNetConfig
-from tests.tiny_methods import randomise
 
 UNET = dict(model_channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, attention_resolutions=(4,), dropout=0.3)
 

@@ -60,8 +60,9 @@ def test_fdm_spatial_attention_equals_explicit_softmax():
 def test_vdm_spatial_attention_equals_explicit_softmax():
     attention = randomised(vdm_unet.SpatialAttention(16, head_dim=8))
     x = torch.randn(6, 16, 4, 4)
-    q, k, v = rearrange(attention.qkv(attention.norm(x)), "n (three heads d) y x -> three n heads (y x) d", three=3,
-                        heads=2)
+    q, k, v = rearrange(
+        attention.qkv(attention.norm(x)), "n (three heads d) y x -> three n heads (y x) d", three=3, heads=2
+    )
     ref = x + attention.proj_out(rearrange(softmax_attention(q, k, v), "n heads (y x) d -> n (heads d) y x", y=4))
     with torch.no_grad():
         torch.testing.assert_close(attention(x), ref.detach())
@@ -76,8 +77,9 @@ def test_vdm_temporal_attention_with_segments_and_padding_equals_explicit_softma
     padding = torch.tensor([[False] * 5, [False, False, False, False, True]])
     allowed = temporal_attention_allowed(segments, padding)
     ctx = UNetContext(emb=torch.zeros(b * t, 1), batch=b, frame_indices=frame_indices, attn_mask=allowed)
-    q, k, v = rearrange(attention.qkv(attention.norm(x)), "(b t) (three heads d) y x -> three b (y x) heads t d",
-                        b=b, three=3, heads=2)
+    q, k, v = rearrange(
+        attention.qkv(attention.norm(x)), "(b t) (three heads d) y x -> three b (y x) heads t d", b=b, three=3, heads=2
+    )
     bias = attention.relative_position(frame_indices).masked_fill(~allowed[:, None], float("-inf"))
     out = softmax_attention(q, k, v, bias[:, None])
     ref = x + attention.proj_out(rearrange(out, "b (y x) heads t d -> (b t) (heads d) y x", y=4))
@@ -98,19 +100,35 @@ class CountingSDPA:
 
 
 def networks_and_their_attentions():
-    ramvid = RaMViDUNet(RaMViDUNetConfig(model_channels=8, channel_mult=(1, 2), num_res_blocks=1,
-                                         attention_resolutions=(8, 4), num_heads=2), image_size=8)
-    fdm = FDMUNet(FDMUNetConfig(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8, 4),
-                                num_heads=2), image_size=8, max_frames=4)
-    vdm = VDMUNet(VDMUNetConfig(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8, 4),
-                                attention_head_dim=4), image_size=8)
+    ramvid = RaMViDUNet(
+        RaMViDUNetConfig(
+            model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8, 4), num_heads=2
+        ),
+        image_size=8,
+    )
+    fdm = FDMUNet(
+        FDMUNetConfig(
+            model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8, 4), num_heads=2
+        ),
+        image_size=8,
+        max_frames=4,
+    )
+    vdm = VDMUNet(
+        VDMUNetConfig(
+            model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8, 4), attention_head_dim=4
+        ),
+        image_size=8,
+    )
     count = lambda net, kind: sum(isinstance(m, kind) for m in net.modules())  # noqa: E731
     return [
         # (network, SDPA calls expected, of which with a mask)
         (ramvid, count(ramvid, blocks.SelfAttention), 0),
         (fdm, count(fdm, fdm_unet.SpatialAttention), 0),  # the temporal attentions are explicit (see module doc)
-        (vdm, count(vdm, vdm_unet.SpatialAttention) + count(vdm, vdm_unet.TemporalAttention),
-         count(vdm, vdm_unet.TemporalAttention)),
+        (
+            vdm,
+            count(vdm, vdm_unet.SpatialAttention) + count(vdm, vdm_unet.TemporalAttention),
+            count(vdm, vdm_unet.TemporalAttention),
+        ),
     ]
 
 

@@ -12,6 +12,8 @@ import scipy.stats
 import torch
 import yaml
 
+from tests.fixtures_real_data import write_carla
+from tests.tiny_run import REPO, merge
 from video_diffusion_lab.cli import run as regressor_cli
 from video_diffusion_lab.metrics.carla import (
     PercentageOffRoad,
@@ -20,8 +22,6 @@ from video_diffusion_lab.metrics.carla import (
     off_road,
     wasserstein_1d,
 )
-from tests.fixtures_real_data import write_carla
-from tests.tiny_run import REPO, merge
 
 
 def straight(length: float, frames: int = 5, start=(0.0, 0.0), angle: float = 0.0) -> torch.Tensor:
@@ -79,12 +79,27 @@ def test_po_on_known_trajectories():
 
 def tiny_regressor_config(tmp_path: Path, root: Path) -> Path:
     config = yaml.safe_load((REPO / "experiments" / "carla_position_regressor.yaml").read_text())
-    config["trainer"].update(max_steps=4, val_check_interval=None, limit_val_batches=1, logger=False,
-                             enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
-                             default_root_dir=str(tmp_path / "run"))
+    config["trainer"].update(
+        max_steps=4,
+        val_check_interval=None,
+        limit_val_batches=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        default_root_dir=str(tmp_path / "run"),
+    )
     config["model"]["init_args"].update(image_size=32, widths=[8, 8, 8], hidden=16, normalisation_batches=2)
-    config["data"]["init_args"].update(root=str(root), num_frames=4, frame_stride=2, image_size=32, val_size=1,
-                                       batch_size=2, num_workers=0, cache_dir=str(tmp_path / "cache"))
+    config["data"]["init_args"].update(
+        root=str(root),
+        num_frames=4,
+        frame_stride=2,
+        image_size=32,
+        val_size=1,
+        batch_size=2,
+        num_workers=0,
+        cache_dir=str(tmp_path / "cache"),
+    )
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "regressor.tiny.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -110,17 +125,26 @@ def test_fdm_carla_protocol_reports_position_error_wd_and_po(tmp_path: Path):
     for callback in config["trainer"]["callbacks"]:
         if callback["class_path"].endswith("CARLAPositionMetrics"):
             callback["init_args"]["regressor_checkpoint"] = str(regressor)
-    merge(config["model"]["init_args"], {
-        "clip": {"num_frames": 4, "image_size": 32},
-        "network": {"model_channels": 8, "channel_mult": [1, 2], "attention_resolutions": [16]},
-        "diffusion": {"steps": 100},
-        "sampling": {"sampler": "ddim", "steps": 2},
-        "task": {"num_given": 3, "video_length": 12},
-        "rollout": {"scheme": "autoreg", "frames_per_pass": 4, "frames_per_stage": 2},
-        "evaluation": {"num_samples": 2, "fvd": "off"},
-    })
-    config["data"]["init_args"].update(root=str(root), eval_num_frames=12, image_size=32, eval_batch_size=2,
-                                       num_workers=0, cache_dir=str(tmp_path / "cache"))
+    merge(
+        config["model"]["init_args"],
+        {
+            "clip": {"num_frames": 4, "image_size": 32},
+            "network": {"model_channels": 8, "channel_mult": [1, 2], "attention_resolutions": [16]},
+            "diffusion": {"steps": 100},
+            "sampling": {"sampler": "ddim", "steps": 2},
+            "task": {"num_given": 3, "video_length": 12},
+            "rollout": {"scheme": "autoreg", "frames_per_pass": 4, "frames_per_stage": 2},
+            "evaluation": {"num_samples": 2, "fvd": "off"},
+        },
+    )
+    config["data"]["init_args"].update(
+        root=str(root),
+        eval_num_frames=12,
+        image_size=32,
+        eval_batch_size=2,
+        num_workers=0,
+        cache_dir=str(tmp_path / "cache"),
+    )
     path = tmp_path / "fdm.tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     regressor_cli(["test", "--config", str(path), "--untrained"])

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.tiny_run import tiny_config
 from video_diffusion_lab import cli as vdiff
 from video_diffusion_lab.callbacks.checkpointing import CheckpointMismatchError
-from tests.tiny_run import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +28,19 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, P
 
 def test_overrides_apply_to_the_weights_of_an_explicit_checkpoint(trained, tmp_path: Path) -> None:
     config, checkpoint = trained["fdm"]  # trained with scheme: autoreg
-    vdiff.run(["predict", "--config", str(config), "--ckpt_path", str(checkpoint),
-               "--model.init_args.rollout.scheme", "long_range", "--trainer.default_root_dir", str(tmp_path)])
+    vdiff.run(
+        [
+            "predict",
+            "--config",
+            str(config),
+            "--ckpt_path",
+            str(checkpoint),
+            "--model.init_args.rollout.scheme",
+            "long_range",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ]
+    )
     pictures = sorted(p.name for p in (tmp_path / "predictions").glob("scheme_*.png"))
     assert pictures == ["scheme_long_range.png"], "the checkpoint's saved settings replaced the override"
 
@@ -38,8 +49,17 @@ def test_checkpoint_of_another_method_is_refused_naming_both(trained, tmp_path: 
     fdm_config, _ = trained["fdm"]
     _, ramvid_checkpoint = trained["ramvid"]
     with pytest.raises(CheckpointMismatchError) as error:
-        vdiff.run(["test", "--config", str(fdm_config), "--ckpt_path", str(ramvid_checkpoint),
-                   "--trainer.default_root_dir", str(tmp_path)])
+        vdiff.run(
+            [
+                "test",
+                "--config",
+                str(fdm_config),
+                "--ckpt_path",
+                str(ramvid_checkpoint),
+                "--trainer.default_root_dir",
+                str(tmp_path),
+            ]
+        )
     message = str(error.value)
     assert "RaMViD" in message and "FDM" in message and str(ramvid_checkpoint) in message, message
     assert not (tmp_path / "metrics_test.json").exists()
@@ -63,8 +83,9 @@ def test_checkpoint_without_a_recorded_class_is_checked_by_its_weights(trained, 
     path = tmp_path / "bare.ckpt"
     torch.save(bare, path)
     with pytest.raises(CheckpointMismatchError, match="no class recorded.*weights do not fit.*FDM"):
-        vdiff.run(["test", "--config", str(fdm_config), "--ckpt_path", str(path),
-                   "--trainer.default_root_dir", str(tmp_path)])
+        vdiff.run(
+            ["test", "--config", str(fdm_config), "--ckpt_path", str(path), "--trainer.default_root_dir", str(tmp_path)]
+        )
 
 
 def test_evaluation_needs_a_checkpoint_unless_untrained_is_asked_for(trained, tmp_path: Path) -> None:

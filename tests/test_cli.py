@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from video_diffusion_lab import cli as vdiff
 from tests.tiny_run import MAIN_CONFIG, tiny_config
+from video_diffusion_lab import cli as vdiff
 
 
 def run_cli(*args: str) -> None:

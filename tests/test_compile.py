@@ -16,8 +16,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from video_diffusion_lab.callbacks import CompileNetwork
 from tests.tiny_methods import METHODS, tiny_loader, tiny_module
+from video_diffusion_lab.callbacks import CompileNetwork
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -9,10 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from tests.tiny_run import REPO, tiny_config
 from video_diffusion_lab import cli as vdiff
-from video_diffusion_lab.lightning_modules import FDM, RVD, VDM, RaMViD
-from video_diffusion_lab.lightning_modules.ema import EMA
-from video_diffusion_lab.lightning_modules.groups import (
+from video_diffusion_lab.groups import (
     ClipShape,
     DiffusionConfig,
     EMAConfig,
@@ -20,8 +19,9 @@ from video_diffusion_lab.lightning_modules.groups import (
     SamplingConfig,
     TaskConfig,
 )
+from video_diffusion_lab.lightning_modules import FDM, RVD, VDM, RaMViD
+from video_diffusion_lab.lightning_modules.ema import EMA
 from video_diffusion_lab.lightning_modules.lr_schedules import StepDecayLR
-from tests.tiny_run import REPO, tiny_config
 
 GROUPS = ("clip:", "network:", "diffusion:", "sampling:", "task:", "ema:", "optimizer:", "lr_scheduler:")
 
@@ -63,9 +63,20 @@ def test_groups_check_themselves_naming_the_field(build, field: str) -> None:
 
 
 def test_every_sampler_option_is_reachable_from_the_sampling_group() -> None:
-    options = SamplingConfig(sampler="predictor_corrector", gamma=0.3, pc_delta=0.05, corrector_steps=2, eta=0.5).options()
-    assert options == {"eta": 0.5, "gamma": 0.3, "delta": 0.05, "corrector_steps": 2, "s_churn": 0.0,
-                       "second_order_max": 80.0, "sde_eta": 1.0, "rho": 7.0, "sigma_max": None}
+    options = SamplingConfig(
+        sampler="predictor_corrector", gamma=0.3, pc_delta=0.05, corrector_steps=2, eta=0.5
+    ).options()
+    assert options == {
+        "eta": 0.5,
+        "gamma": 0.3,
+        "delta": 0.05,
+        "corrector_steps": 2,
+        "s_churn": 0.0,
+        "second_order_max": 80.0,
+        "sde_eta": 1.0,
+        "rho": 7.0,
+        "sigma_max": None,
+    }
     from video_diffusion_lab.diffusion.samplers import sampling_options
 
     assert set(options) == set(sampling_options()), "every option of every sampler and grid has a config field"
@@ -74,15 +85,25 @@ def test_every_sampler_option_is_reachable_from_the_sampling_group() -> None:
 # ---------------------------------------------------------------------------------------- optimiser and schedule
 def test_optimizer_and_lr_scheduler_from_the_command_line(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, trainer={"limit_val_batches": 0})
-    cli = vdiff.run([
-        "fit", "--config", str(config),
-        "--model.init_args.optimizer", "torch.optim.Adam",
-        "--model.init_args.optimizer.lr", "0.01",
-        "--model.init_args.optimizer.betas", "[0.9, 0.99]",
-        "--model.init_args.lr_scheduler", "video_diffusion_lab.lightning_modules.lr_schedules.StepDecayLR",
-        "--model.init_args.lr_scheduler.step_size", "2",
-        "--model.init_args.lr_scheduler.gamma", "0.5",
-    ])
+    cli = vdiff.run(
+        [
+            "fit",
+            "--config",
+            str(config),
+            "--model.init_args.optimizer",
+            "torch.optim.Adam",
+            "--model.init_args.optimizer.lr",
+            "0.01",
+            "--model.init_args.optimizer.betas",
+            "[0.9, 0.99]",
+            "--model.init_args.lr_scheduler",
+            "video_diffusion_lab.lightning_modules.lr_schedules.StepDecayLR",
+            "--model.init_args.lr_scheduler.step_size",
+            "2",
+            "--model.init_args.lr_scheduler.gamma",
+            "0.5",
+        ]
+    )
     (optimizer,) = cli.trainer.optimizers
     assert type(optimizer) is torch.optim.Adam and optimizer.defaults["betas"] == (0.9, 0.99)
     # 4 optimiser steps, the scheduler steps with each: decays after steps 2 and 4 -> 0.01 * 0.5 ** 2.
@@ -149,14 +170,32 @@ def test_evaluated_weights_follow_the_ema_field() -> None:
 def test_methods_list_only_their_own_fields_besides_the_groups() -> None:
     import inspect
 
-    shared = {"self", "clip", "network", "diffusion", "sampling", "task", "rollout", "ema", "evaluation", "optimizer",
-              "lr_scheduler"}
+    shared = {
+        "self",
+        "clip",
+        "network",
+        "diffusion",
+        "sampling",
+        "task",
+        "rollout",
+        "ema",
+        "evaluation",
+        "optimizer",
+        "lr_scheduler",
+    }
     own = {
         RaMViD: {"p_uncond", "max_given"},
         FDM: {"padding"},
         RVD: {"residual_scale", "loss_type", "train_warmup", "predictor_loss_weight"},
-        VDM: {"num_image_frames", "cond_vectors", "cond_drop_prob", "guidance_weight", "conditioning_method",
-              "reconstruction_weight", "spatial_factor"},
+        VDM: {
+            "num_image_frames",
+            "cond_vectors",
+            "cond_drop_prob",
+            "guidance_weight",
+            "conditioning_method",
+            "reconstruction_weight",
+            "spatial_factor",
+        },
     }
     for method, fields in own.items():
         assert set(inspect.signature(method.__init__).parameters) - shared == fields, method.__name__

@@ -14,9 +14,6 @@ import torch
 from torch.utils.data import DataLoader
 
 import video_diffusion_lab.datamodules.kinetics as kinetics
-from video_diffusion_lab.datamodules.bair import BAIRDataModule
-from video_diffusion_lab.datamodules.carla import CARLADataModule
-from video_diffusion_lab.datamodules.kinetics import KineticsDataModule
 from tests.fixtures_real_data import (
     frame_level,
     spoil_keeping_stat,
@@ -25,6 +22,9 @@ from tests.fixtures_real_data import (
     write_carla,
     write_kinetics,
 )
+from video_diffusion_lab.datamodules.bair import BAIRDataModule
+from video_diffusion_lab.datamodules.carla import CARLADataModule
+from video_diffusion_lab.datamodules.kinetics import KineticsDataModule
 from video_diffusion_lab.video_io import write_png
 
 CLASSES = ("abseiling", "juggling balls", "zumba")
@@ -102,8 +102,14 @@ def test_kinetics_clips_labels_and_splits(kinetics_roots: dict[str, Path], layou
 
 
 def test_kinetics_training_windows_fps_and_augmentation(kinetics_roots: dict[str, Path]) -> None:
-    dm = KineticsDataModule(str(kinetics_roots["folders"]), num_frames=6, image_size=24, target_fps=12.5,
-                            random_crop=True, horizontal_flip=True)
+    dm = KineticsDataModule(
+        str(kinetics_roots["folders"]),
+        num_frames=6,
+        image_size=24,
+        target_fps=12.5,
+        random_crop=True,
+        horizontal_flip=True,
+    )
     quiet_setup(dm, "fit")
     starts = set()
     torch.manual_seed(0)
@@ -168,8 +174,14 @@ def test_kinetics_skips_are_reported_at_epoch_end(kinetics_roots: dict[str, Path
             assert batch["video"].shape == (1, 4, 3, 16, 16)
 
     dm = KineticsDataModule(str(root), num_frames=4, image_size=16, eval_batch_size=1, num_workers=1)
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     with pytest.warns(UserWarning, match=r"1 clip\(s\) replaced .*va2x0abcdef"):
         trainer.validate(Consume(), datamodule=dm, verbose=False)
 
@@ -252,20 +264,29 @@ def test_carla_whole_videos_travel_as_uint8_and_reach_the_model_as_the_float_cli
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     probe = Probe()
-    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(probe, datamodule=dm)
     (video,) = probe.videos
     assert video.dtype == torch.float32 and video.shape == (2, 40, 3, 16, 16) and -1 <= video.min() <= video.max() <= 1
 
 
 def test_fdm_gets_uint8_training_videos_and_converts_only_the_frames_it_picks(carla_root: Path, tmp_path) -> None:
+    from video_diffusion_lab.groups import ClipShape, TaskConfig
     from video_diffusion_lab.lightning_modules.fdm import FDM, FDMUNetConfig
-    from video_diffusion_lab.lightning_modules.groups import ClipShape, TaskConfig
 
     torch.manual_seed(0)
-    model = FDM(clip=ClipShape(num_frames=4, image_size=16), task=TaskConfig(num_given=2, video_length=8),
-                network=FDMUNetConfig(model_channels=8, channel_mult=(1, 2), attention_resolutions=(8,), num_heads=2))
+    model = FDM(
+        clip=ClipShape(num_frames=4, image_size=16),
+        task=TaskConfig(num_given=2, video_length=8),
+        network=FDMUNetConfig(model_channels=8, channel_mult=(1, 2), attention_resolutions=(8,), num_heads=2),
+    )
     dm = CARLADataModule(str(carla_root), image_size=16, return_coords=False, num_workers=0, batch_size=2)
     seen: list[torch.Tensor] = []
     training_loss = model.training_loss
@@ -275,9 +296,16 @@ def test_fdm_gets_uint8_training_videos_and_converts_only_the_frames_it_picks(ca
         return training_loss(batch)
 
     model.training_loss = spy
-    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-                         default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, datamodule=dm)
     (video,) = seen
     assert video.dtype == torch.uint8 and video.shape == (2, 40, 3, 16, 16), "the whole videos were converted"

@@ -3,7 +3,8 @@ then test, for RaMViD and FDM; both ranks must finish. Evaluation gives the same
 whatever the batch size, and never counts a clip twice. SIGTERM to one rank stops both, and the resumed run trains
 exactly as the uninterrupted one on every rank.
 
-Lightning's DDP launcher re-runs the current command in the child process, so the runs are `python -m video_diffusion_lab.cli`
+Lightning's DDP launcher re-runs the current command in the child process, so the runs are
+`python -m video_diffusion_lab.cli`
 subprocesses, never pytest itself. A hang (a collective call made by one rank only) shows as a timeout.
 """
 
@@ -17,9 +18,9 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from video_diffusion_lab import cli as vdiff
 from tests.run_callbacks import read_losses
 from tests.tiny_run import run_vdiff_ddp, tiny_config
+from video_diffusion_lab import cli as vdiff
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch built without distributed support")
 
@@ -30,8 +31,10 @@ def run_ddp(*args: str) -> subprocess.CompletedProcess:
     try:
         return run_vdiff_ddp(*args, timeout=TIMEOUT)
     except subprocess.TimeoutExpired as hang:
-        pytest.fail(f"`vdiff {args[0]}` on 2 processes did not finish in {TIMEOUT} s (a rank waits in a collective "
-                    f"call): {str(hang.stderr or '')[-3000:]}")
+        pytest.fail(
+            f"`vdiff {args[0]}` on 2 processes did not finish in {TIMEOUT} s (a rank waits in a collective "
+            f"call): {str(hang.stderr or '')[-3000:]}"
+        )
 
 
 def marker(folder: Path) -> dict:
@@ -46,17 +49,33 @@ def assert_finished(result: subprocess.CompletedProcess, marks: Path, stage: str
 def ddp_fit(run_dir: Path, method: str, data: dict) -> Path:
     """A 4-step DDP fit with validation every epoch, sample videos, periodic evaluation and checkpoints; checks
     that both ranks finished and wrote what a run writes. Returns the config."""
-    callbacks = [marker(run_dir / "marks"),
-                 {"class_path": "tests.run_callbacks.RecordRNG", "init_args": {"folder": str(run_dir / "rng")}}]
+    callbacks = [
+        marker(run_dir / "marks"),
+        {"class_path": "tests.run_callbacks.RecordRNG", "init_args": {"folder": str(run_dir / "rng")}},
+    ]
     if method == "fdm":  # the FDM config has no sample logger or periodic evaluation of its own
-        callbacks += [{"class_path": "SampleVideoLogger", "init_args": {"num_videos": 2}},
-                      {"class_path": "PeriodicEvaluation"}]
+        callbacks += [
+            {"class_path": "SampleVideoLogger", "init_args": {"num_videos": 2}},
+            {"class_path": "PeriodicEvaluation"},
+        ]
     # RaMViD logs to W&B (offline), FDM to CSV: runs hung with both before.
-    trainer = {"max_steps": 4} if method == "ramvid" else {
-        "max_steps": 4, "logger": {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": "."}}}
+    trainer = (
+        {"max_steps": 4}
+        if method == "ramvid"
+        else {
+            "max_steps": 4,
+            "logger": {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": "."}},
+        }
+    )
     # 16 training clips: 2 steps per epoch on each of 2 ranks, so validation runs twice.
-    config = tiny_config(run_dir, method=method, wandb=method == "ramvid", trainer=trainer,
-                         data={"train_size": 16, "val_size": 3, **data}, callbacks=callbacks)
+    config = tiny_config(
+        run_dir,
+        method=method,
+        wandb=method == "ramvid",
+        trainer=trainer,
+        data={"train_size": 16, "val_size": 3, **data},
+        callbacks=callbacks,
+    )
     fit = run_ddp("fit", "--config", str(config))
     assert_finished(fit, run_dir / "marks", "fit")
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -93,8 +112,19 @@ def test_ramvid_fit_then_test_on_two_processes_matches_one_process_for_any_batch
 
     for batch in (4, 3):
         out = tmp_path / f"batch{batch}"
-        vdiff.run(["test", "--config", str(config), "--ckpt_path", checkpoint,
-                   "--data.init_args.eval_batch_size", str(batch), "--trainer.default_root_dir", str(out)])
+        vdiff.run(
+            [
+                "test",
+                "--config",
+                str(config),
+                "--ckpt_path",
+                checkpoint,
+                "--data.init_args.eval_batch_size",
+                str(batch),
+                "--trainer.default_root_dir",
+                str(out),
+            ]
+        )
         reports[f"1 process, batch {batch}"] = json.loads((out / "metrics_test.json").read_text())
     # Noise is drawn per clip (its data set index and sample number), so neither the batch size nor the number of
     # processes may change a number; the only slack is float32 summation order across ranks.
@@ -111,15 +141,22 @@ def test_sigterm_to_rank_0_stops_both_ranks_and_the_resumed_run_matches_the_unin
     def config(run_dir: Path) -> Path:
         losses = str(run_dir / "losses.jsonl")
         recorder = {"class_path": "tests.run_callbacks.RecordLosses", "init_args": {"path": losses}}
-        return tiny_config(run_dir, trainer={"max_steps": 6, "limit_val_batches": 0}, data={"train_size": 32},
-                           callbacks=[recorder])
+        return tiny_config(
+            run_dir, trainer={"max_steps": 6, "limit_val_batches": 0}, data={"train_size": 32}, callbacks=[recorder]
+        )
 
     reference = run_ddp("fit", "--config", str(config(tmp_path / "reference")))
     assert reference.returncode == 0, reference.stderr[-4000:]
     stopped = config(tmp_path / "stopped")
-    sigterm = run_ddp("fit", "--config", str(stopped), "--trainer.callbacks+=tests.run_callbacks.SignalAt",
-                      "--trainer.callbacks.step=3", "--trainer.callbacks.signal_name=SIGTERM",
-                      "--trainer.callbacks.rank=0")
+    sigterm = run_ddp(
+        "fit",
+        "--config",
+        str(stopped),
+        "--trainer.callbacks+=tests.run_callbacks.SignalAt",
+        "--trainer.callbacks.step=3",
+        "--trainer.callbacks.signal_name=SIGTERM",
+        "--trainer.callbacks.rank=0",
+    )
     assert sigterm.returncode == 128 + 15, sigterm.stderr[-4000:]
     checkpoint = torch.load(tmp_path / "stopped" / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 3 and len(checkpoint["callbacks"]["ExactResume"]["rng"]) == 2

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.tiny_run import REPO, tiny_config
 from video_diffusion_lab import cli as vdiff
 from video_diffusion_lab.diffusion.masks import task_mask
 from video_diffusion_lab.diffusion.schedules import DiscreteSchedule
 from video_diffusion_lab.metrics.denoising import noise_levels, x0_error_by_noise_level
-from tests.tiny_run import REPO, tiny_config
 
 
 def clips() -> torch.Tensor:
@@ -43,9 +43,23 @@ def test_the_script_writes_a_table_and_a_plot_for_a_checkpoint(tmp_path: Path) -
     vdiff.run(["fit", "--config", str(config)])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "denoiser_diagnostic.py"), "--config", str(config),
-         "--ckpt_path", str(tmp_path / "checkpoints" / "last.ckpt"), "--levels", "4", "--batches", "1"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "denoiser_diagnostic.py"),
+            "--config",
+            str(config),
+            "--ckpt_path",
+            str(tmp_path / "checkpoints" / "last.ckpt"),
+            "--levels",
+            "4",
+            "--batches",
+            "1",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "diagnostics" / "denoiser_diagnostic.json").read_text())

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from video_diffusion_lab import cli as vdiff
 from tests.tiny_run import REPO
+from video_diffusion_lab import cli as vdiff
 
 EMBEDDED = sorted(path.name for path in (REPO / "experiments").glob("*_shapes.yaml"))
 
@@ -29,18 +29,29 @@ def test_every_method_has_an_embedded_config() -> None:
 
 @pytest.mark.parametrize("name", EMBEDDED)
 def test_fit_runs_with_the_configured_logger_and_validation(name: str, tmp_path: Path) -> None:
-    vdiff.run([
-        "fit",
-        "--config", str(REPO / "experiments" / name),
-        "--trainer.default_root_dir", str(tmp_path),
-        "--trainer.max_steps", "2",
-        "--trainer.val_check_interval", "2",
-        "--trainer.enable_progress_bar", "false",
-        "--data.init_args.train_size", "64",
-        "--data.init_args.val_size", "2",
-        "--data.init_args.eval_batch_size", "2",
-        "--model.init_args.sampling.steps", "2",
-    ])
+    vdiff.run(
+        [
+            "fit",
+            "--config",
+            str(REPO / "experiments" / name),
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.max_steps",
+            "2",
+            "--trainer.val_check_interval",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--data.init_args.train_size",
+            "64",
+            "--data.init_args.val_size",
+            "2",
+            "--data.init_args.eval_batch_size",
+            "2",
+            "--model.init_args.sampling.steps",
+            "2",
+        ]
+    )
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 2
     assert list(tmp_path.glob("wandb/offline-run-*")), "the configured W&B logger wrote no run"

@@ -11,26 +11,41 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from video_diffusion_lab import cli as vdiff
 from tests.fixtures_real_data import write_bair_tfrecords, write_kinetics
 from tests.tiny_run import REPO
+from video_diffusion_lab import cli as vdiff
 
 TINY_RAMVID = [
-    "--model.init_args.network.model_channels", "8",
-    "--model.init_args.network.channel_mult", "[1, 2]",
-    "--model.init_args.network.num_res_blocks", "1",
-    "--model.init_args.network.attention_resolutions", "[]",
-    "--model.init_args.diffusion.steps", "100",
-    "--model.init_args.sampling.sampler", "ddim",
-    "--model.init_args.sampling.steps", "2",
-    "--model.init_args.clip.image_size", "16",
-    "--data.init_args.image_size", "16",
-    "--model.init_args.evaluation.num_samples", "2",
-    "--model.init_args.evaluation.sample_batch_size", "4",
-    "--data.init_args.eval_batch_size", "2",
-    "--data.init_args.num_workers", "0",
-    "--trainer.logger", "false",
-    "--trainer.enable_progress_bar", "false",
+    "--model.init_args.network.model_channels",
+    "8",
+    "--model.init_args.network.channel_mult",
+    "[1, 2]",
+    "--model.init_args.network.num_res_blocks",
+    "1",
+    "--model.init_args.network.attention_resolutions",
+    "[]",
+    "--model.init_args.diffusion.steps",
+    "100",
+    "--model.init_args.sampling.sampler",
+    "ddim",
+    "--model.init_args.sampling.steps",
+    "2",
+    "--model.init_args.clip.image_size",
+    "16",
+    "--data.init_args.image_size",
+    "16",
+    "--model.init_args.evaluation.num_samples",
+    "2",
+    "--model.init_args.evaluation.sample_batch_size",
+    "4",
+    "--data.init_args.eval_batch_size",
+    "2",
+    "--data.init_args.num_workers",
+    "0",
+    "--trainer.logger",
+    "false",
+    "--trainer.enable_progress_bar",
+    "false",
 ]
 
 
@@ -66,15 +81,23 @@ def test_bair_1_to_15_protocol_reports_fvd_crps_and_best_of_n(tmp_path: Path, i3
     data_root = tmp_path / "bair"
     write_bair_tfrecords(data_root, {"train": 4, "test": 2})
     run_dir = tmp_path / "run"
-    vdiff.run([
-        "test", "--untrained",
-        "--config", str(REPO / "experiments/ramvid_bair.yaml"),
-        "--config", str(REPO / "experiments/protocols/bair_1to15.yaml"),
-        "--data.init_args.root", str(data_root),
-        "--data.init_args.val_size", "1",
-        "--trainer.default_root_dir", str(run_dir),
-        *TINY_RAMVID,
-    ])
+    vdiff.run(
+        [
+            "test",
+            "--untrained",
+            "--config",
+            str(REPO / "experiments/ramvid_bair.yaml"),
+            "--config",
+            str(REPO / "experiments/protocols/bair_1to15.yaml"),
+            "--data.init_args.root",
+            str(data_root),
+            "--data.init_args.val_size",
+            "1",
+            "--trainer.default_root_dir",
+            str(run_dir),
+            *TINY_RAMVID,
+        ]
+    )
     report = read_report(run_dir)
     assert report["task"] == "prediction" and report["num_given"] == 1
     assert report["fvd_weights"] == "styleganv" and report["protocol"]["fvd"] == "styleganv"
@@ -87,14 +110,21 @@ def test_kinetics_5_to_11_protocol_on_published_layout(tmp_path: Path, i3d_file:
     data_root = tmp_path / "kinetics"
     write_kinetics(data_root, num_frames=20, height=48, width=64, broken=False)
     run_dir = tmp_path / "run"
-    vdiff.run([
-        "test", "--untrained",
-        "--config", str(REPO / "experiments/ramvid_kinetics600.yaml"),
-        "--config", str(REPO / "experiments/protocols/kinetics600_5to11.yaml"),
-        "--data.init_args.root", str(data_root),
-        "--trainer.default_root_dir", str(run_dir),
-        *TINY_RAMVID,
-    ])
+    vdiff.run(
+        [
+            "test",
+            "--untrained",
+            "--config",
+            str(REPO / "experiments/ramvid_kinetics600.yaml"),
+            "--config",
+            str(REPO / "experiments/protocols/kinetics600_5to11.yaml"),
+            "--data.init_args.root",
+            str(data_root),
+            "--trainer.default_root_dir",
+            str(run_dir),
+            *TINY_RAMVID,
+        ]
+    )
     report = read_report(run_dir)
     assert report["num_given"] == 5 and report["video_length"] == 16
     assert report["fvd_weights"] == "styleganv" and report["model"]["fvd"] >= 0
@@ -105,13 +135,21 @@ def test_required_fvd_weights_missing_stops_with_the_file_name(tmp_path: Path, m
     data_root = tmp_path / "bair"
     write_bair_tfrecords(data_root, {"train": 4, "test": 2})
     with pytest.raises(FileNotFoundError, match="i3d_torchscript.pt"):
-        vdiff.run([
-            "test", "--untrained",
-            "--config", str(REPO / "experiments/ramvid_bair.yaml"),
-            "--config", str(REPO / "experiments/protocols/bair_1to15.yaml"),
-            "--data.init_args.root", str(data_root),
-            "--data.init_args.val_size", "1",
-            "--trainer.default_root_dir", str(tmp_path / "run"),
-            *TINY_RAMVID,
-        ])
+        vdiff.run(
+            [
+                "test",
+                "--untrained",
+                "--config",
+                str(REPO / "experiments/ramvid_bair.yaml"),
+                "--config",
+                str(REPO / "experiments/protocols/bair_1to15.yaml"),
+                "--data.init_args.root",
+                str(data_root),
+                "--data.init_args.val_size",
+                "1",
+                "--trainer.default_root_dir",
+                str(tmp_path / "run"),
+                *TINY_RAMVID,
+            ]
+        )
     assert not (tmp_path / "run" / "metrics_test.json").exists()

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
+from tests.tiny_run import TINY, tiny_config
 from video_diffusion_lab import cli as vdiff
 from video_diffusion_lab.diffusion import task_mask
 from video_diffusion_lab.diffusion.samplers import SAMPLERS
-from tests.tiny_run import TINY, tiny_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -22,9 +22,17 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 @pytest.mark.parametrize("method", sorted(TINY))
 def test_every_method_samples_with_every_sampler_from_the_cli(method: str, sampler: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    cli = vdiff.run(["--config", str(tiny_config(tmp_path, method=method)),
-                     "--model.init_args.sampling.sampler", sampler, "--model.init_args.sampling.steps", "3"],
-                    subcommand=False)
+    cli = vdiff.run(
+        [
+            "--config",
+            str(tiny_config(tmp_path, method=method)),
+            "--model.init_args.sampling.sampler",
+            sampler,
+            "--model.init_args.sampling.steps",
+            "3",
+        ],
+        subcommand=False,
+    )
     module = cli.model
     assert module.sampling.sampler == sampler and module.sampling.steps == 3
     video = default_collate([cli.datamodule.dataset("test")[i] for i in range(2)])["video"]

@@ -118,11 +118,14 @@ def test_masked_padding_keeps_padding_out_of_the_loss():
 
 def test_every_micro_batch_draws_its_own_frame_indices():
     """With gradient accumulation the global step stays while micro-batches go by: draws must not repeat."""
+    from video_diffusion_lab.groups import ClipShape, TaskConfig
     from video_diffusion_lab.lightning_modules.fdm import FDM, FDMUNetConfig
-    from video_diffusion_lab.lightning_modules.groups import ClipShape, TaskConfig
 
-    model = FDM(clip=ClipShape(num_frames=4, image_size=8), task=TaskConfig(num_given=2, video_length=12),
-                network=FDMUNetConfig(model_channels=8, channel_mult=(1, 2), attention_resolutions=(4,), num_heads=2))
+    model = FDM(
+        clip=ClipShape(num_frames=4, image_size=8),
+        task=TaskConfig(num_given=2, video_length=12),
+        network=FDMUNetConfig(model_channels=8, channel_mult=(1, 2), attention_resolutions=(4,), num_heads=2),
+    )
     torch.manual_seed(0)
     first = fdm_training_mask(8, 30, 4, model.training_generator())
     second = fdm_training_mask(8, 30, 4, model.training_generator())

@@ -70,8 +70,9 @@ def test_reordering_frames_with_their_indices_reorders_the_output(which, inputs,
     perm = torch.tensor([2, 0, 3, 1])
     with torch.no_grad():
         out = model(z, t, mask)
-        permuted = model(z[:, perm], t, FrameMask(mask.observed[:, perm], mask.latent[:, perm],
-                                                  mask.frame_indices[:, perm]))
+        permuted = model(
+            z[:, perm], t, FrameMask(mask.observed[:, perm], mask.latent[:, perm], mask.frame_indices[:, perm])
+        )
     torch.testing.assert_close(permuted, out[:, perm], rtol=1e-4, atol=1e-4)
 
 

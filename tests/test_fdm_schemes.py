@@ -35,7 +35,9 @@ ARGUMENTS = [
 
 @pytest.mark.parametrize("name", sorted(SCHEMES))
 @pytest.mark.parametrize("video_length,frames_per_pass,frames_per_stage,num_given", ARGUMENTS)
-def test_scheme_generates_every_frame_once_from_known_frames(name, video_length, frames_per_pass, frames_per_stage, num_given):
+def test_scheme_generates_every_frame_once_from_known_frames(
+    name, video_length, frames_per_pass, frames_per_stage, num_given
+):
     stages = build_stages(name, video_length, frames_per_pass, frames_per_stage, num_given)
     known = set(range(num_given))
     generated = []
@@ -63,7 +65,9 @@ def test_scheme_generates_every_frame_once_from_known_frames(name, video_length,
 CARLA = (1000, 20, 10, 36)
 
 
-@pytest.mark.parametrize("name", ["autoreg", "long_range", "adaptive_autoreg", "hierarchy_2", "hierarchy_3", "adaptive_hierarchy_2"])
+@pytest.mark.parametrize(
+    "name", ["autoreg", "long_range", "adaptive_autoreg", "hierarchy_2", "hierarchy_3", "adaptive_hierarchy_2"]
+)
 def test_carla_stage_counts_by_hand(name):
     assert len(build_stages(name, *CARLA)) == 97
 
@@ -74,7 +78,7 @@ def test_carla_hierarchy_levels_by_hand():
     assert h2[0].observed == (0, 3, 7, 11, 15, 19, 23, 27, 31, 35)  # the prefix, evenly spaced
     assert hierarchy_spacing(1000, 10, 36, 3, 2) == 10 and hierarchy_spacing(1000, 10, 36, 3, 3) == 1
     h3 = build_stages("hierarchy_3", *CARLA)
-    level2 = [s for s in h3[1:11]]
+    level2 = list(h3[1:11])
     assert [len(s.latent) for s in level2] == [10] * 9 + [6]
     assert sorted(i for s in level2 for i in s.latent) == list(range(46, 1000, 10))
     assert all(len(s.latent) == 10 for s in h3[11:-1])
@@ -127,8 +131,17 @@ def test_run_stages_with_per_video_observed_frames(name):
     video[1, :4] *= torch.tensor([1.0, -1.0, 1.0, -1.0]).reshape(4, 1, 1, 1)  # video 1's prefix differs
     stages = build_stages(name, 24, 6, 2, 4)
     sampler, seen = IndexSampler(), []
-    run_stages(video, stages, sampler, 6, "cpu", known=range(4), embed=pixel_embedding, pad_to_pass=True,
-               callback=lambda n, stage, observed: seen.append(observed))
+    run_stages(
+        video,
+        stages,
+        sampler,
+        6,
+        "cpu",
+        known=range(4),
+        embed=pixel_embedding,
+        pad_to_pass=True,
+        callback=lambda n, stage, observed: seen.append(observed),
+    )
     assert torch.isfinite(video).all()
     assert video[0, :, 0, 0, 0].tolist() == list(range(24))
     for (given, mask), stage, observed in zip(sampler.calls, stages, seen):
@@ -162,7 +175,7 @@ def test_scheme_image_colours_stages():
 
 
 def tiny_ramvid():
-    from video_diffusion_lab.lightning_modules.groups import ClipShape, DiffusionConfig, SamplingConfig, TaskConfig
+    from video_diffusion_lab.groups import ClipShape, DiffusionConfig, SamplingConfig, TaskConfig
     from video_diffusion_lab.lightning_modules.ramvid import RaMViD, RaMViDUNetConfig
 
     return RaMViD(

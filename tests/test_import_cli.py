@@ -116,7 +116,10 @@ def test_imported_settings_follow_the_official_arguments():
     assert fdm.image_size == config["image_size"]
     assert fdm.config.model_channels == config["num_channels"] and fdm.config.temporal_norm == "official"
     assert (fdm.diffusion.schedule, fdm.diffusion.steps, fdm.diffusion.prediction) == (
-        config["noise_schedule"], config["diffusion_steps"], "x0" if config["predict_xstart"] else "eps")
+        config["noise_schedule"],
+        config["diffusion_steps"],
+        "x0" if config["predict_xstart"] else "eps",
+    )
     rvd = read_official("rvd", SHARED / entry("rvd")["checkpoint"], entry("rvd")["args"])
     steps = entry("rvd")["args"]["iteration_step"]
     assert (rvd.diffusion.schedule, rvd.diffusion.steps) == ("cosine", steps)
@@ -132,10 +135,10 @@ def test_weights_flag_is_for_rvd_only(capsys):
 
 @needs_reference
 def test_cli_checkpoint_loads_and_runs_with_vdiff_test(tmp_path, capsys):
-    from video_diffusion_lab import cli as vdiff
-    from video_diffusion_lab.lightning_modules import RaMViD
-    from video_diffusion_lab.lightning_modules.groups import DiffusionConfig
     from tests.tiny_run import tiny_config
+    from video_diffusion_lab import cli as vdiff
+    from video_diffusion_lab.groups import DiffusionConfig
+    from video_diffusion_lab.lightning_modules import RaMViD
 
     out = tmp_path / "ramvid.ckpt"
     args = ramvid_args(seq_len=6, max_num_mask_frames=2, uncondition_rate=0.25)

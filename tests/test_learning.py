@@ -16,11 +16,11 @@ import torch
 import yaml
 from torch.utils.data import default_collate
 
+from tests.tiny_run import TINY, tiny_config
 from video_diffusion_lab import cli as vdiff
 from video_diffusion_lab.diffusion import FrameMask, task_mask
 from video_diffusion_lab.metrics.baselines import copy_last_observed
 from video_diffusion_lab.metrics.frame_quality import frame_psnr, to_unit_range
-from tests.tiny_run import TINY, tiny_config
 
 NUM_GIVEN = 2
 # Optimizer steps and learning rate; each step sees the same two clips eight times, at eight noise levels (and masks).
@@ -49,8 +49,15 @@ def test_trained_on_one_batch_regenerates_it_far_above_copy_last_frame(method: s
         "task": {"num_given": NUM_GIVEN, **({"video_length": 4} if method == "fdm" else {})},
         "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": lr}},
     }
-    data = {"num_frames": 4, "train_size": 2, "num_objects": 1, "size_range": [3.0, 4.0], "speed_range": [1.0, 1.5],
-            "motion": "bounce", "offscreen": 0.0}
+    data = {
+        "num_frames": 4,
+        "train_size": 2,
+        "num_objects": 1,
+        "size_range": [3.0, 4.0],
+        "speed_range": [1.0, 1.5],
+        "motion": "bounce",
+        "offscreen": 0.0,
+    }
     torch.manual_seed(0)
     cli = vdiff.run(["--config", str(tiny_config(tmp_path, model=model, data=data, method=method))], subcommand=False)
     module = cli.model
@@ -71,4 +78,6 @@ def test_trained_on_one_batch_regenerates_it_far_above_copy_last_frame(method: s
     with torch.no_grad():
         sample = module.sample(video, mask, use_ema=False, generator=torch.Generator().manual_seed(0))
     model_psnr, copy_psnr = (latent_psnr(x, video, mask) for x in (sample, copy_last_observed(video, mask)))
-    assert model_psnr > copy_psnr + 5.0, f"{method}: {model_psnr:.1f} dB on the trained clips, copy-last {copy_psnr:.1f} dB"
+    assert model_psnr > copy_psnr + 5.0, (
+        f"{method}: {model_psnr:.1f} dB on the trained clips, copy-last {copy_psnr:.1f} dB"
+    )

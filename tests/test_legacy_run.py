@@ -31,6 +31,15 @@ def test_pre_namespace_run_folder_tests_and_resumes(tmp_path: Path) -> None:
     assert report["checkpoint"] == str(run / "checkpoints" / "last.ckpt")
     assert report["checkpoint_global_step"] == 2
 
-    resumed = run_vdiff("fit", "--config", str(config), "--trainer.default_root_dir", str(run), "--ckpt_path", "last",
-                        "--trainer.max_steps", "3")
+    resumed = run_vdiff(
+        "fit",
+        "--config",
+        str(config),
+        "--trainer.default_root_dir",
+        str(run),
+        "--ckpt_path",
+        "last",
+        "--trainer.max_steps",
+        "3",
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]

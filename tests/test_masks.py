@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from video_diffusion_lab.diffusion.masks import FrameMask, RandomFrameMasks, default_frame_indices, observed_for_task, task_mask
+from video_diffusion_lab.diffusion.masks import (
+    FrameMask,
+    RandomFrameMasks,
+    default_frame_indices,
+    observed_for_task,
+    task_mask,
+)
 
 
 def flags(pattern: str) -> list[bool]:
@@ -251,8 +257,9 @@ def test_random_masks_reproducible_with_generator():
     assert not torch.equal(a.observed, c.observed)
 
 
-@pytest.mark.parametrize("kwargs,match", [({"p_uncond": 1.5}, "p_uncond"), ({"p_uncond": -0.1}, "p_uncond"),
-                                          ({"max_given": 0}, "max_given")])
+@pytest.mark.parametrize(
+    "kwargs,match", [({"p_uncond": 1.5}, "p_uncond"), ({"p_uncond": -0.1}, "p_uncond"), ({"max_given": 0}, "max_given")]
+)
 def test_random_masks_reject_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RandomFrameMasks(**kwargs)

@@ -16,8 +16,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.precision import MixedPrecision
 
-from video_diffusion_lab.diffusion import Denoiser, FrameMask, build_schedule, sample
 from tests.tiny_methods import METHODS, tiny_batch, tiny_loader, tiny_module
+from video_diffusion_lab.diffusion import Denoiser, FrameMask, build_schedule, sample
 
 HALF = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 # Relative difference of the training loss from fp32's allowed per precision (measured: at most 4e-4 for bf16,

@@ -85,14 +85,23 @@ def centroids(video: torch.Tensor) -> torch.Tensor:
 def test_objects_move_with_constant_sub_pixel_velocity():
     # One object of fixed size at exactly 1 px per frame: between bounces its (anti-aliased) centre moves on a line
     # at that speed, so a constant-velocity oracle is exact where copying the last frame is not.
-    dataset = MovingShapesDataset("test", channels=1, num_objects=1, speed_range=(1.0, 1.0), size_range=(4.0, 4.0),
-                                  size=20, num_frames=5, image_size=64)
+    dataset = MovingShapesDataset(
+        "test",
+        channels=1,
+        num_objects=1,
+        speed_range=(1.0, 1.0),
+        size_range=(4.0, 4.0),
+        size=20,
+        num_frames=5,
+        image_size=64,
+    )
     straight = 0
     for index in range(len(dataset)):
         c = centroids(dataset[index]["video"])
         velocity = c[1:] - c[:-1]
-        torch.testing.assert_close(velocity.norm(dim=1).max(), torch.tensor(1.0, dtype=torch.float64), rtol=0,
-                                   atol=1e-4)  # never faster than its speed
+        torch.testing.assert_close(
+            velocity.norm(dim=1).max(), torch.tensor(1.0, dtype=torch.float64), rtol=0, atol=1e-4
+        )  # never faster than its speed
         if (velocity[1:] - velocity[:-1]).abs().max() < 1e-4:  # no bounce in this clip
             straight += 1
             torch.testing.assert_close(velocity.norm(dim=1), torch.ones(4, dtype=torch.float64), rtol=0, atol=1e-4)
@@ -132,8 +141,18 @@ def test_invalid_arguments(kwargs, match):
 
 
 def test_datamodule_yields_video_batches():
-    dm = MovingShapesDataModule(num_frames=5, image_size=8, channels=3, size_range=(2.0, 3.0), train_size=12,
-                                val_size=6, test_size=6, predict_size=3, batch_size=4, eval_batch_size=6)
+    dm = MovingShapesDataModule(
+        num_frames=5,
+        image_size=8,
+        channels=3,
+        size_range=(2.0, 3.0),
+        train_size=12,
+        val_size=6,
+        test_size=6,
+        predict_size=3,
+        batch_size=4,
+        eval_batch_size=6,
+    )
     train = list(dm.train_dataloader())
     assert len(train) == 3
     batch = train[0]

@@ -15,15 +15,34 @@ import pytest
 import torch
 from torch import nn
 
-from video_diffusion_lab.diffusion import CosineLogSNRSchedule, Denoiser, DiscreteSchedule, FrameMask, NoiseSource, randn_like, sample
-from video_diffusion_lab.diffusion.guidance import ClassifierFreeGuidanceDenoiser, ReconstructionGuidedDenoiser, ReplacementDenoiser
+from video_diffusion_lab.diffusion import (
+    CosineLogSNRSchedule,
+    Denoiser,
+    DiscreteSchedule,
+    FrameMask,
+    NoiseSource,
+    randn_like,
+    sample,
+)
+from video_diffusion_lab.diffusion.guidance import (
+    ClassifierFreeGuidanceDenoiser,
+    ReconstructionGuidedDenoiser,
+    ReplacementDenoiser,
+)
 from video_diffusion_lab.diffusion.masks import default_frame_indices
 from video_diffusion_lab.diffusion.noise import row_seed, row_seeds
 
 SHAPE = (4, 5, 2, 4, 4)  # B, T, C, H, W
 SAMPLER_OPTIONS = [
-    ("ddim", {"eta": 0.0}), ("ddim", {"eta": 1.0}), ("ddpm", {"gamma": 1.0}), ("predictor_corrector", {}),
-    ("heun", {}), ("heun", {"s_churn": 2.0}), ("dpmpp_2m", {}), ("dpmpp_2m_sde", {}), ("dpmpp_3m", {}),
+    ("ddim", {"eta": 0.0}),
+    ("ddim", {"eta": 1.0}),
+    ("ddpm", {"gamma": 1.0}),
+    ("predictor_corrector", {}),
+    ("heun", {}),
+    ("heun", {"s_churn": 2.0}),
+    ("dpmpp_2m", {}),
+    ("dpmpp_2m_sde", {}),
+    ("dpmpp_3m", {}),
     ("dpmpp_3m_sde", {}),
 ]
 
@@ -131,8 +150,10 @@ def test_randn_like_takes_none_a_generator_or_a_source():
     expected = torch.randn(4, 3, dtype=torch.float64)
     torch.manual_seed(5)
     assert torch.equal(randn_like(x), expected)
-    assert torch.equal(randn_like(x, torch.Generator().manual_seed(5)),
-                       torch.randn(4, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64))
+    assert torch.equal(
+        randn_like(x, torch.Generator().manual_seed(5)),
+        torch.randn(4, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64),
+    )
     drawn = randn_like(x, source())
     assert drawn.dtype == torch.float64 and torch.equal(drawn, source().randn_like(x))
 
@@ -145,15 +166,24 @@ def test_samples_do_not_depend_on_the_batching(sampler, options, schedule):
     given, mask = clips(), mask_with_padding()
 
     def run(rows, noise):
-        return sample(denoiser, given[rows], mask[rows], sampler=sampler, steps=5, grid="karras", generator=noise,
-                      **options)
+        return sample(
+            denoiser, given[rows], mask[rows], sampler=sampler, steps=5, grid="karras", generator=noise, **options
+        )
 
     reference = in_chunks(run, CHUNKINGS[0])
     for bounds in CHUNKINGS[1:]:
         assert torch.equal(in_chunks(run, bounds), reference), bounds
     # And the streams matter: another evaluation seed gives other samples (for samplers that draw beyond the start).
-    other = sample(denoiser, given, mask, sampler=sampler, steps=5, grid="karras",
-                   generator=NoiseSource.for_clips(8, torch.tensor([17, 3]), 2), **options)
+    other = sample(
+        denoiser,
+        given,
+        mask,
+        sampler=sampler,
+        steps=5,
+        grid="karras",
+        generator=NoiseSource.for_clips(8, torch.tensor([17, 3]), 2),
+        **options,
+    )
     assert not torch.equal(other, reference)
 
 
@@ -174,8 +204,16 @@ def test_guided_samples_do_not_depend_on_the_batching(kind, sampler, options):
     label = torch.tensor([0, 1, 2, 3])
 
     def run(rows, noise):
-        return sample(guided(kind, denoiser, noise), given[rows], mask[rows], sampler=sampler, steps=4, generator=noise,
-                      extra_args={"label": label[rows]}, **options)
+        return sample(
+            guided(kind, denoiser, noise),
+            given[rows],
+            mask[rows],
+            sampler=sampler,
+            steps=4,
+            generator=noise,
+            extra_args={"label": label[rows]},
+            **options,
+        )
 
     reference = in_chunks(run, CHUNKINGS[0])
     for bounds in CHUNKINGS[1:]:
@@ -195,8 +233,18 @@ def test_one_frame_rollout_with_context_does_not_depend_on_the_batching():
     context = torch.randn(4, 1, 2, 4, 4, generator=torch.Generator().manual_seed(1))
 
     def run(rows, noise):
-        frames = [sample(denoiser, torch.zeros(len(range(4)[rows]), 1, 2, 4, 4), one_frame[rows], sampler="ddpm",
-                         steps=6, generator=noise, extra_args={"context": [context[rows] * k]}) for k in (1, 2, 3)]
+        frames = [
+            sample(
+                denoiser,
+                torch.zeros(len(range(4)[rows]), 1, 2, 4, 4),
+                one_frame[rows],
+                sampler="ddpm",
+                steps=6,
+                generator=noise,
+                extra_args={"context": [context[rows] * k]},
+            )
+            for k in (1, 2, 3)
+        ]
         return torch.cat(frames, dim=1)
 
     reference = in_chunks(run, CHUNKINGS[0])

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from video_diffusion_lab import cli as vdiff
-from video_diffusion_lab.callbacks import NonFiniteLossError
 from tests.run_callbacks import checkpoint_tensors_finite, read_losses
 from tests.tiny_run import run_vdiff_ddp, tiny_config
+from video_diffusion_lab import cli as vdiff
+from video_diffusion_lab.callbacks import NonFiniteLossError
 
 
 def poison(step: int, rank: int = -1) -> dict:
@@ -23,15 +23,23 @@ def poison(step: int, rank: int = -1) -> dict:
 
 def strict_json(text: str) -> object:
     """JSON as the standard defines it: NaN and Infinity are not numbers there."""
+
     def refuse(constant: str) -> None:
         raise ValueError(f"bare {constant} in a metrics file")
+
     return json.loads(text, parse_constant=refuse)
 
 
 def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     losses = tmp_path / "losses.jsonl"
-    config = tiny_config(tmp_path, trainer={"max_steps": 8}, callbacks=[
-        poison(step=3), {"class_path": "tests.run_callbacks.RecordLosses", "init_args": {"path": str(losses)}}])
+    config = tiny_config(
+        tmp_path,
+        trainer={"max_steps": 8},
+        callbacks=[
+            poison(step=3),
+            {"class_path": "tests.run_callbacks.RecordLosses", "init_args": {"path": str(losses)}},
+        ],
+    )
     with pytest.raises(NonFiniteLossError) as error:
         vdiff.run(["fit", "--config", str(config)])
     message = str(error.value)
@@ -46,8 +54,7 @@ def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path:
 
 
 def test_nan_on_one_ddp_rank_stops_both_ranks(tmp_path: Path) -> None:
-    config = tiny_config(tmp_path, trainer={"max_steps": 8, "limit_val_batches": 0},
-                         callbacks=[poison(step=2, rank=1)])
+    config = tiny_config(tmp_path, trainer={"max_steps": 8, "limit_val_batches": 0}, callbacks=[poison(step=2, rank=1)])
     try:
         result = run_vdiff_ddp("fit", "--config", str(config), timeout=150)
     except subprocess.TimeoutExpired as hang:

@@ -19,9 +19,9 @@ import torch
 from einops import rearrange
 
 from video_diffusion_lab.diffusion.masks import FrameMask
+from video_diffusion_lab.import_cli import write_lightning_checkpoint
 from video_diffusion_lab.networks import RVDNetwork, RVDNetworkConfig
 from video_diffusion_lab.networks.official import read_official
-from video_diffusion_lab.import_cli import write_lightning_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "official_reference"
 TOLERANCE = 1e-4
@@ -38,8 +38,15 @@ def reference_sets():
         for folder in reference_folders()
         for method in json.loads((folder / "manifest.json").read_text())
     ]
-    return sets or [pytest.param(None, None, marks=pytest.mark.skip(
-        reason=f"no official reference tensors: {SHARED} is absent (and VDIFF_OFFICIAL_REFERENCE names none)"))]
+    return sets or [
+        pytest.param(
+            None,
+            None,
+            marks=pytest.mark.skip(
+                reason=f"no official reference tensors: {SHARED} is absent (and VDIFF_OFFICIAL_REFERENCE names none)"
+            ),
+        )
+    ]
 
 
 def relative_error(ours: torch.Tensor, official: torch.Tensor) -> float:
@@ -85,8 +92,9 @@ def test_imported_network_gives_the_official_outputs(folder, method, tmp_path):
             official_mu = rearrange(io["mu"], "t b c h w -> b t c h w")
             assert relative_error(mu[:, 1:], official_mu) < TOLERANCE, "predicted frames mu"
             # frame i + 1 denoised with the context of frames 0..i; slot 0 is given
-            residuals = torch.cat([torch.zeros_like(video[:, :1]), rearrange(io["x_noisy"], "t b c h w -> b t c h w")],
-                                  dim=1)
+            residuals = torch.cat(
+                [torch.zeros_like(video[:, :1]), rearrange(io["x_noisy"], "t b c h w -> b t c h w")], dim=1
+            )
             given = torch.zeros(video.shape[:2], dtype=torch.bool)
             given[:, 0] = True
             out = denoiser.network_output(residuals, io["t"], FrameMask.from_observed(given), context=context)
@@ -106,7 +114,9 @@ def test_fdm_fixed_temporal_norm_differs_only_where_a_pass_has_padding(folder, m
     official_form = imported.network().eval()
     fixed = type(official_form)(
         type(imported.config)(**{**imported.config.__dict__, "temporal_norm": "exclude_padding"}),
-        image_size=imported.image_size, channels=imported.channels, max_frames=imported.max_frames,
+        image_size=imported.image_size,
+        channels=imported.channels,
+        max_frames=imported.max_frames,
     ).eval()
     fixed.load_state_dict(imported.state_dict)
     z = torch.where(observed[..., None, None, None], io["x0"], io["x_t"])
@@ -141,8 +151,11 @@ def test_rvd_model_and_ema_weights_are_both_importable(folder, method):
     "image_size,config,official",
     [
         (64, RVDNetworkConfig(), 37_611_414),
-        (128, RVDNetworkConfig(model_channels=64, channel_mult=(1, 1, 2, 2, 4, 4), predictor_mult=(1, 2, 3, 4)),
-         43_613_702),
+        (
+            128,
+            RVDNetworkConfig(model_channels=64, channel_mult=(1, 1, 2, 2, 4, 4), predictor_mult=(1, 2, 3, 4)),
+            43_613_702,
+        ),
     ],
 )
 def test_rvd_released_sizes_have_the_released_parameter_count(image_size, config, official):

@@ -12,8 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-from functools import lru_cache
-from pathlib import Path
+from functools import cache
 from typing import Any
 
 import pytest
@@ -23,8 +22,8 @@ from jsonargparse.typing import import_object
 from pytorch_lightning.cli import instantiate_module
 
 import video_diffusion_lab.lightning_modules.video_diffusion as video_diffusion
-from video_diffusion_lab import cli as vdiff
 from tests.tiny_run import REPO
+from video_diffusion_lab import cli as vdiff
 
 PAPERS = REPO / "experiments" / "PAPERS.md"
 PAPER_CONFIGS = (
@@ -41,13 +40,28 @@ PAPER_CONFIGS = (
 M = "model.init_args."
 # Rows every paper config's table must have, so that a setting cannot leave the specification silently.
 REQUIRED = (
-    M + "sampling.sampler", M + "sampling.steps", M + "sampling.gamma", M + "task.num_given", M + "task.video_length",
-    M + "ema.evaluate", "parameters",
+    M + "sampling.sampler",
+    M + "sampling.steps",
+    M + "sampling.gamma",
+    M + "task.num_given",
+    M + "task.video_length",
+    M + "ema.evaluate",
+    "parameters",
 )
 REQUIRED_TRAINING = (
-    M + "clip.num_frames", M + "clip.image_size", M + "network.model_channels", M + "network.channel_mult",
-    M + "diffusion.schedule", M + "diffusion.prediction", M + "optimizer.class_path", M + "optimizer.init_args.lr",
-    M + "ema.decay", "trainer.devices", "data.init_args.batch_size", "trainer.accumulate_grad_batches", "global_batch",
+    M + "clip.num_frames",
+    M + "clip.image_size",
+    M + "network.model_channels",
+    M + "network.channel_mult",
+    M + "diffusion.schedule",
+    M + "diffusion.prediction",
+    M + "optimizer.class_path",
+    M + "optimizer.init_args.lr",
+    M + "ema.decay",
+    "trainer.devices",
+    "data.init_args.batch_size",
+    "trainer.accumulate_grad_batches",
+    "global_batch",
 )
 REQUIRED_PROTOCOL = (M + "evaluation.num_samples", "trainer.limit_test_batches")
 TRAINING_ONLY = {"experiments/fdm_carla.yaml"}  # its protocol is fdm_carla_test.yaml
@@ -84,7 +98,7 @@ def read_specification() -> dict[str, dict[str, Any]]:
 SPEC = read_specification()
 
 
-@lru_cache(maxsize=None)
+@cache
 def resolved(*configs: str) -> dict[str, Any]:
     """The config as the CLI resolves it (defaults filled in), from ``--print_config``."""
     out = io.StringIO()

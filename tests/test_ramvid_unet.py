@@ -64,8 +64,10 @@ def test_gradient_reaches_the_out_layer_at_initialisation():
 @pytest.mark.parametrize("image_size,channel_mult", [(10, (1, 2, 2)), (12, (1, 2, 2, 2)), (7, (1, 2))])
 def test_image_size_must_be_divisible_by_downsampling_factor(image_size, channel_mult):
     with pytest.raises(ValueError, match="image_size"):
-        RaMViDUNet(RaMViDUNetConfig(model_channels=8, channel_mult=channel_mult, attention_resolutions=()),
-                   image_size=image_size)
+        RaMViDUNet(
+            RaMViDUNetConfig(model_channels=8, channel_mult=channel_mult, attention_resolutions=()),
+            image_size=image_size,
+        )
 
 
 def test_heads_must_divide_channels():

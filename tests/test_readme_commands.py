@@ -9,8 +9,8 @@ import shlex
 
 import pytest
 
-from video_diffusion_lab import cli as vdiff
 from tests.tiny_run import REPO
+from video_diffusion_lab import cli as vdiff
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 

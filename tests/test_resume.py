@@ -9,17 +9,20 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from video_diffusion_lab import cli as vdiff
-from video_diffusion_lab.datamodules.loaders import ResumableLoader, ResumableSampler, SeededItems
 from tests.run_callbacks import read_losses
 from tests.tiny_run import run_vdiff, tiny_config
+from video_diffusion_lab import cli as vdiff
+from video_diffusion_lab.datamodules.loaders import ResumableLoader, ResumableSampler, SeededItems
 
 RECORDER = "tests.run_callbacks.RecordLosses"
 
 
 def signal_at(step: int, name: str) -> list[str]:
-    return ["--trainer.callbacks+=tests.run_callbacks.SignalAt", f"--trainer.callbacks.step={step}",
-            f"--trainer.callbacks.signal_name={name}"]
+    return [
+        "--trainer.callbacks+=tests.run_callbacks.SignalAt",
+        f"--trainer.callbacks.step={step}",
+        f"--trainer.callbacks.signal_name={name}",
+    ]
 
 
 @pytest.fixture
@@ -36,14 +39,20 @@ def test_runs_stopped_three_times_match_the_uninterrupted_run_step_by_step(tmp_p
     # 16 clips in batches of 4: an epoch is 4 steps; validation, sample videos and evaluation run every epoch.
     settings = dict(trainer={"max_steps": 12}, data={"train_size": 16, "batch_size": 4})
     reference_dir, stopped_dir = tmp_path / "reference", tmp_path / "stopped"
-    reference = tiny_config(reference_dir, callbacks=[
-        {"class_path": RECORDER, "init_args": {"path": str(reference_dir / "losses.jsonl")}}], **settings)
+    reference = tiny_config(
+        reference_dir,
+        callbacks=[{"class_path": RECORDER, "init_args": {"path": str(reference_dir / "losses.jsonl")}}],
+        **settings,
+    )
     vdiff.run(["fit", "--config", str(reference)])
     expected = read_losses(reference_dir / "losses.jsonl")
     assert sorted(expected) == list(range(1, 13))
 
-    config = tiny_config(stopped_dir, callbacks=[
-        {"class_path": RECORDER, "init_args": {"path": str(stopped_dir / "losses.jsonl")}}], **settings)
+    config = tiny_config(
+        stopped_dir,
+        callbacks=[{"class_path": RECORDER, "init_args": {"path": str(stopped_dir / "losses.jsonl")}}],
+        **settings,
+    )
     last = stopped_dir / "checkpoints" / "last.ckpt"
     # 1. SIGTERM after step 4, the end of epoch 0: saved, and the exit status says the run did not finish.
     with pytest.raises(SystemExit) as stop:
@@ -62,7 +71,7 @@ def test_runs_stopped_three_times_match_the_uninterrupted_run_step_by_step(tmp_p
     # 4. Resumed to the end.
     vdiff.run(["fit", "--config", str(config), "--ckpt_path", "last"])
 
-    lines = [line for line in (stopped_dir / "losses.jsonl").read_text().splitlines()]
+    lines = (stopped_dir / "losses.jsonl").read_text().splitlines()
     assert len(lines) == 12 + 1, "steps 1-12, and step 7 again after the kill"
     for step, loss in read_losses(stopped_dir / "losses.jsonl").items():
         assert loss == expected[step], f"step {step}: {loss} after resuming, {expected[step]} uninterrupted"
@@ -88,8 +97,14 @@ class RandomCrops(Dataset):
 
 def loader(num_workers: int, replicas: int = 1, rank: int = 0, seed: int = 5) -> ResumableLoader:
     data = RandomCrops()
-    return ResumableLoader(SeededItems(data, seed), batch_size=4, sampler=ResumableSampler(data, replicas, rank, seed),
-                           num_workers=num_workers, drop_last=True, generator=torch.Generator().manual_seed(seed))
+    return ResumableLoader(
+        SeededItems(data, seed),
+        batch_size=4,
+        sampler=ResumableSampler(data, replicas, rank, seed),
+        num_workers=num_workers,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def epoch(loader: ResumableLoader, number: int) -> list[dict[str, torch.Tensor]]:

@@ -11,7 +11,7 @@ import yaml
 import video_diffusion_lab.lightning_modules.rvd as rvd_module
 from video_diffusion_lab.diffusion import FrameMask, task_mask
 from video_diffusion_lab.diffusion.denoiser import Denoiser
-from video_diffusion_lab.lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, SamplingConfig, TaskConfig
+from video_diffusion_lab.groups import ClipShape, DiffusionConfig, EMAConfig, SamplingConfig, TaskConfig
 from video_diffusion_lab.lightning_modules.rvd import RVD, RVDNetwork, RVDNetworkConfig, prefix_length
 from video_diffusion_lab.networks.rvd import ConvGRUCell
 
@@ -205,7 +205,9 @@ def test_paper_settings_parameter_counts_and_configs() -> None:
     for name in ("rvd_bair", "rvd_bair_1to15", "rvd_128"):
         args = yaml.safe_load((REPO / "experiments" / f"{name}.yaml").read_text())["model"]["init_args"]
         network = RVDNetwork(
-            RVDNetworkConfig(**args["network"]), image_size=args["clip"]["image_size"], channels=args["clip"]["channels"]
+            RVDNetworkConfig(**args["network"]),
+            image_size=args["clip"]["image_size"],
+            channels=args["clip"]["channels"],
         )
         counts[name] = sum(p.numel() for p in network.parameters())
         print(f"{name}: {counts[name] / 1e6:.2f}M parameters")

@@ -11,8 +11,8 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
-from video_diffusion_lab import cli as vdiff
 from tests.tiny_run import merge
+from video_diffusion_lab import cli as vdiff
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "experiments" / "rvd_shapes.yaml"
@@ -43,19 +43,29 @@ def tiny_rvd_config(run_dir: Path, model: dict[str, Any] | None = None, data: di
         logger=False,
     )
     config["trainer"]["callbacks"].append({"class_path": "tests.test_rvd_cli.CapturePredictions"})
-    merge(config["model"]["init_args"], {
-        "clip": {"num_frames": 4, "image_size": 8},
-        "network": {"model_channels": 8, "channel_mult": [1, 2], "predictor_mult": [1, 2]},
-        "diffusion": {"steps": 100},
-        "sampling": {"steps": 3},
-        "task": {"num_given": 2},
-        "ema": {"decay": 0.5},
-    })
+    merge(
+        config["model"]["init_args"],
+        {
+            "clip": {"num_frames": 4, "image_size": 8},
+            "network": {"model_channels": 8, "channel_mult": [1, 2], "predictor_mult": [1, 2]},
+            "diffusion": {"steps": 100},
+            "sampling": {"steps": 3},
+            "task": {"num_given": 2},
+            "ema": {"decay": 0.5},
+        },
+    )
     merge(config["model"]["init_args"], model or {})
     config["data"]["init_args"].update(
         dict(
-            num_frames=4, image_size=8, size_range=[2.0, 3.0], train_size=12, val_size=2, test_size=4,
-            predict_size=2, batch_size=4, eval_batch_size=4,
+            num_frames=4,
+            image_size=8,
+            size_range=[2.0, 3.0],
+            train_size=12,
+            val_size=2,
+            test_size=4,
+            predict_size=2,
+            batch_size=4,
+            eval_batch_size=4,
         ),
         **(data or {}),
     )
@@ -90,9 +100,13 @@ def test_fit_test_and_predict_roll_out_from_the_given_frames(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     "model, field",
-    [({"task": {"task": "infilling"}}, "task.task"), ({"task": {"task": "unconditional"}}, "task.task"),
-     ({"task": {"num_given": 4}}, "task.num_given"), ({"network": {"predictor_mult": [1, 2, 2, 2, 2]}}, "predictor_mult"),
-     ({"train_warmup": 0}, "train_warmup")],
+    [
+        ({"task": {"task": "infilling"}}, "task.task"),
+        ({"task": {"task": "unconditional"}}, "task.task"),
+        ({"task": {"num_given": 4}}, "task.num_given"),
+        ({"network": {"predictor_mult": [1, 2, 2, 2, 2]}}, "predictor_mult"),
+        ({"train_warmup": 0}, "train_warmup"),
+    ],
 )
 def test_bad_config_stops_before_training_naming_the_field(tmp_path: Path, model: dict, field: str) -> None:
     config = tiny_rvd_config(tmp_path, model=model)

@@ -1,9 +1,10 @@
 """Samplers against closed-form answers on Gaussian data.
 
 For data x ~ N(m, Sigma) the optimal denoiser is known at every noise level,
-E[x | z_t] = m + alpha Sigma (alpha^2 Sigma + sigma^2 I)^-1 (z_t - alpha m), and so is the probability-flow ODE's solution: in the VE coordinates x = z / alpha,
-s = sigma / alpha it is dx/ds = s (x - m) / (v + s^2) along each eigen-direction of variance v, hence
-x(s) = m + (x(s_T) - m) sqrt((v + s^2) / (v + s_T^2)). With the optimal denoiser as the "network":
+E[x | z_t] = m + alpha Sigma (alpha^2 Sigma + sigma^2 I)^-1 (z_t - alpha m), and so is the probability-flow ODE's
+solution: in the VE coordinates x = z / alpha, s = sigma / alpha it is dx/ds = s (x - m) / (v + s^2) along each
+eigen-direction of variance v, hence x(s) = m + (x(s_T) - m) sqrt((v + s^2) / (v + s_T^2)).
+With the optimal denoiser as the "network":
 
 - every deterministic sampler converges to that solution at its order as the steps grow (log-log slope of the error:
   DDIM 1, Heun and DPM-Solver++(2M) 2, DPM-Solver++(3M) 3), on every schedule and time grid;
@@ -43,8 +44,14 @@ class GaussianNetwork:
     """The optimal denoiser of x ~ N(mean, covariance) (covariance = U diag(eigenvalues) U^T over a clip's pixels),
     answering in the given parameterization as a trained network would."""
 
-    def __init__(self, schedule: NoiseSchedule, mean: torch.Tensor, eigenvalues: torch.Tensor, basis: torch.Tensor,
-                 prediction: str = "x0"):
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        mean: torch.Tensor,
+        eigenvalues: torch.Tensor,
+        basis: torch.Tensor,
+        prediction: str = "x0",
+    ):
         self.schedule, self.mean, self.eigenvalues, self.basis = schedule, mean, eigenvalues, basis
         self.prediction = prediction
 
@@ -61,8 +68,9 @@ def diagonal_data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel means in [-0.6, 0.6] and variances in [0.05, 0.35]."""
     g = torch.Generator().manual_seed(seed)
     dim = math.prod(SHAPE[1:])
-    return torch.rand(dim, generator=g, dtype=torch.float64) * 1.2 - 0.6, \
-        torch.rand(dim, generator=g, dtype=torch.float64) * 0.3 + 0.05
+    return torch.rand(dim, generator=g, dtype=torch.float64) * 1.2 - 0.6, torch.rand(
+        dim, generator=g, dtype=torch.float64
+    ) * 0.3 + 0.05
 
 
 def diagonal_denoiser(schedule: NoiseSchedule, prediction: str = "x0") -> Denoiser:
@@ -105,10 +113,19 @@ ORDERS = {"ddim": 1, "heun": 2, "dpmpp_2m": 2, "dpmpp_3m": 3}
 # integrators (which step in lambda) reach their order there only at step counts far beyond these (measured for
 # DPM-Solver++(2M) on cosine_logsnr/uniform: slopes 1.7-1.8 from 256 to 4096 steps; (3M) on the discrete uniform
 # grids: 2.5-2.65 at 64-256 steps), so those pairs are left out of the order check; every other one is in.
-PRE_ASYMPTOTIC = {("dpmpp_2m", "cosine_logsnr", "uniform"), ("dpmpp_3m", "linear", "uniform"),
-                  ("dpmpp_3m", "cosine", "uniform"), ("dpmpp_3m", "cosine_logsnr", "uniform")}
-CASES = [(sampler, schedule, grid) for sampler in ORDERS for schedule in ("linear", "cosine", "cosine_logsnr")
-         for grid in GRIDS if (sampler, schedule, grid) not in PRE_ASYMPTOTIC]
+PRE_ASYMPTOTIC = {
+    ("dpmpp_2m", "cosine_logsnr", "uniform"),
+    ("dpmpp_3m", "linear", "uniform"),
+    ("dpmpp_3m", "cosine", "uniform"),
+    ("dpmpp_3m", "cosine_logsnr", "uniform"),
+}
+CASES = [
+    (sampler, schedule, grid)
+    for sampler in ORDERS
+    for schedule in ("linear", "cosine", "cosine_logsnr")
+    for grid in GRIDS
+    if (sampler, schedule, grid) not in PRE_ASYMPTOTIC
+]
 
 
 @pytest.mark.parametrize("sampler,schedule_name,grid", CASES)
@@ -144,8 +161,9 @@ def test_heun_takes_euler_steps_above_sigma_80_so_a_network_error_is_not_amplifi
     times = GRIDS["uniform"](schedule, 10)
 
     def error(sampler: str, **options) -> float:
-        model = MaskedDenoiser(Denoiser(network, schedule, "v", clip_denoised=False), torch.zeros(SHAPE,
-                               dtype=torch.float64), mask)
+        model = MaskedDenoiser(
+            Denoiser(network, schedule, "v", clip_denoised=False), torch.zeros(SHAPE, dtype=torch.float64), mask
+        )
         out = get_sampler(sampler)(model, noise, times, **options)
         return (out - exact_flow_then_landing(schedule, noise, times)).abs().mean().item()
 
@@ -161,17 +179,38 @@ def test_the_order_check_fails_a_first_order_method_claimed_as_second():
 
 
 @pytest.mark.parametrize("schedule_name", ["linear", "cosine_logsnr"])
-@pytest.mark.parametrize("sampler,options", [
-    ("ddim", {"eta": 0.0}), ("ddim", {"eta": 1.0}), ("ddpm", {"gamma": 0.5}), ("predictor_corrector", {}),
-    ("heun", {}), ("heun", {"s_churn": 3.0}), ("dpmpp_2m", {}), ("dpmpp_2m_sde", {}), ("dpmpp_3m", {}),
-    ("dpmpp_3m_sde", {}),
-])
+@pytest.mark.parametrize(
+    "sampler,options",
+    [
+        ("ddim", {"eta": 0.0}),
+        ("ddim", {"eta": 1.0}),
+        ("ddpm", {"gamma": 0.5}),
+        ("predictor_corrector", {}),
+        ("heun", {}),
+        ("heun", {"s_churn": 3.0}),
+        ("dpmpp_2m", {}),
+        ("dpmpp_2m_sde", {}),
+        ("dpmpp_3m", {}),
+        ("dpmpp_3m_sde", {}),
+    ],
+)
 def test_every_parameterization_gives_the_same_samples(sampler, options, schedule_name):
     schedule = build_schedule(schedule_name, 1000)
     mask = task_mask("prediction", SHAPE[0], SHAPE[1], 1)
     given = torch.rand(SHAPE, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    outs = [sample(diagonal_denoiser(schedule, prediction), given, mask, sampler=sampler, steps=12, grid="karras",
-                   generator=torch.Generator().manual_seed(0), **options) for prediction in ("eps", "x0", "v")]
+    outs = [
+        sample(
+            diagonal_denoiser(schedule, prediction),
+            given,
+            mask,
+            sampler=sampler,
+            steps=12,
+            grid="karras",
+            generator=torch.Generator().manual_seed(0),
+            **options,
+        )
+        for prediction in ("eps", "x0", "v")
+    ]
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-8)
     torch.testing.assert_close(outs[2], outs[1], rtol=0, atol=1e-8)
 
@@ -208,8 +247,16 @@ def draw(sampler: str, options: dict, schedule_name: str, steps: int, grid: str)
     mean, eigenvalues, basis = correlated_data()
     denoiser = Denoiser(GaussianNetwork(schedule, mean, eigenvalues, basis), schedule, "x0", clip_denoised=False)
     mask = task_mask("unconditional", SAMPLES, 2, 0)
-    out = sample(denoiser, torch.zeros(SAMPLES, 2, 1, 2, 2, dtype=torch.float64), mask, sampler=sampler, steps=steps,
-                 grid=grid, generator=torch.Generator().manual_seed(3), **options)
+    out = sample(
+        denoiser,
+        torch.zeros(SAMPLES, 2, 1, 2, 2, dtype=torch.float64),
+        mask,
+        sampler=sampler,
+        steps=steps,
+        grid=grid,
+        generator=torch.Generator().manual_seed(3),
+        **options,
+    )
     return out.reshape(SAMPLES, -1)
 
 
@@ -234,8 +281,9 @@ def test_the_distribution_check_fails_a_sampler_with_the_wrong_noise():
     mean, eigenvalues, basis = correlated_data()
     schedule = build_schedule("cosine_logsnr")
     denoiser = Denoiser(GaussianNetwork(schedule, mean, eigenvalues, basis), schedule, "x0", clip_denoised=False)
-    model = MaskedDenoiser(denoiser, torch.zeros(SAMPLES, 2, 1, 2, 2, dtype=torch.float64),
-                           task_mask("unconditional", SAMPLES, 2, 0))
+    model = MaskedDenoiser(
+        denoiser, torch.zeros(SAMPLES, 2, 1, 2, 2, dtype=torch.float64), task_mask("unconditional", SAMPLES, 2, 0)
+    )
     times = schedule.sampling_times(250)
     for scale in (0.0, 2.0):
         generator = torch.Generator().manual_seed(3)

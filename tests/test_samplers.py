@@ -37,8 +37,11 @@ SAMPLER_OPTIONS = [
     ("dpmpp_3m", {}),
     ("dpmpp_3m_sde", {"sde_eta": 0.5}),
 ]
-STOCHASTIC = [(name, options) for name, options in SAMPLER_OPTIONS if name not in ("heun", "dpmpp_2m", "dpmpp_3m")
-              and options.get("eta", 1) != 0] + [("heun", {"s_churn": 2.0})]
+STOCHASTIC = [
+    (name, options)
+    for name, options in SAMPLER_OPTIONS
+    if name not in ("heun", "dpmpp_2m", "dpmpp_3m") and options.get("eta", 1) != 0
+] + [("heun", {"s_churn": 2.0})]
 SCHEDULES = {"linear": lambda: DiscreteSchedule.linear(100), "cosine_logsnr": CosineLogSNRSchedule}
 
 
@@ -91,8 +94,15 @@ def mixed_mask() -> FrameMask:
 def test_perfect_denoiser_gives_x0_exactly_on_discrete_schedules(name, sampler, options):
     x0 = clip()
     schedule = build_schedule(name, 100)
-    out = sample(perfect_denoiser(x0, schedule), clip(1), mixed_mask(), sampler=sampler, steps=10,
-                 generator=torch.Generator().manual_seed(0), **options)
+    out = sample(
+        perfect_denoiser(x0, schedule),
+        clip(1),
+        mixed_mask(),
+        sampler=sampler,
+        steps=10,
+        generator=torch.Generator().manual_seed(0),
+        **options,
+    )
     latent = FrameMask.per_frame(mixed_mask().latent, out).expand_as(out)
     assert torch.equal(out[latent], x0[latent])
 
@@ -101,8 +111,15 @@ def test_perfect_denoiser_gives_x0_exactly_on_discrete_schedules(name, sampler, 
 def test_perfect_denoiser_recovers_x0_on_continuous_schedule(sampler, options):
     x0 = clip()
     schedule = CosineLogSNRSchedule()
-    out = sample(perfect_denoiser(x0, schedule), clip(1), mixed_mask(), sampler=sampler, steps=10,
-                 generator=torch.Generator().manual_seed(0), **options)
+    out = sample(
+        perfect_denoiser(x0, schedule),
+        clip(1),
+        mixed_mask(),
+        sampler=sampler,
+        steps=10,
+        generator=torch.Generator().manual_seed(0),
+        **options,
+    )
     latent = FrameMask.per_frame(mixed_mask().latent, out).expand_as(out)
     # Every sampler's last step lands on x_hat = x0 itself.
     assert torch.equal(out[latent], x0[latent])
@@ -144,8 +161,9 @@ def test_samplers_themselves_return_the_given_frames_exactly(sampler, options):
     given, mask = clip(), mixed_mask()
     schedule = DiscreteSchedule.cosine(100)
     model = MaskedDenoiser(Denoiser(TinyNet(), schedule, "v"), given, mask)
-    out = get_sampler(sampler)(model, torch.randn(SHAPE), GRIDS["karras"](schedule, 5),
-                               generator=torch.Generator().manual_seed(0), **options)
+    out = get_sampler(sampler)(
+        model, torch.randn(SHAPE), GRIDS["karras"](schedule, 5), generator=torch.Generator().manual_seed(0), **options
+    )
     observed = FrameMask.per_frame(mask.observed, out).expand_as(out)
     assert torch.equal(out[observed], given[observed])
 
@@ -156,10 +174,10 @@ def test_latent_slots_of_given_are_ignored(sampler, options):
     given = clip()
     poisoned = mask.keep_observed(torch.full(SHAPE, float("nan")), given)
     denoiser = Denoiser(TinyNet(), DiscreteSchedule.linear(100), prediction="eps")
-    a = sample(denoiser, given, mask, sampler=sampler, steps=4, generator=torch.Generator().manual_seed(0),
-               **options)
-    b = sample(denoiser, poisoned, mask, sampler=sampler, steps=4, generator=torch.Generator().manual_seed(0),
-               **options)
+    a = sample(denoiser, given, mask, sampler=sampler, steps=4, generator=torch.Generator().manual_seed(0), **options)
+    b = sample(
+        denoiser, poisoned, mask, sampler=sampler, steps=4, generator=torch.Generator().manual_seed(0), **options
+    )
     assert torch.equal(a, b)
 
 
@@ -203,8 +221,9 @@ def test_unconditional_sampling_is_finite():
 
 def test_mask_that_does_not_fit_the_clips_is_an_error():
     with pytest.raises(ValueError, match="mask"):
-        sample(Denoiser(TinyNet(), DiscreteSchedule.linear(50), "eps"), clip(), task_mask("prediction", 2, 4, 1),
-               steps=2)
+        sample(
+            Denoiser(TinyNet(), DiscreteSchedule.linear(50), "eps"), clip(), task_mask("prediction", 2, 4, 1), steps=2
+        )
 
 
 # ----------------------------------------------------------------------------- seeding
@@ -216,8 +235,9 @@ def test_same_seed_same_sample_different_seed_different_sample(sampler, options)
     given, mask = clip(), mixed_mask()
 
     def run(seed):
-        return sample(denoiser, given, mask, sampler=sampler, steps=4, generator=torch.Generator().manual_seed(seed),
-                      **options)
+        return sample(
+            denoiser, given, mask, sampler=sampler, steps=4, generator=torch.Generator().manual_seed(seed), **options
+        )
 
     a, b, c = run(0), run(0), run(1)
     assert torch.equal(a, b)
@@ -304,8 +324,13 @@ def test_extra_args_reach_the_network():
         seen.append(context)
         return torch.zeros_like(z)
 
-    sample(Denoiser(network, DiscreteSchedule.linear(50), "eps"), clip(), mixed_mask(), steps=2,
-           extra_args={"context": "label"})
+    sample(
+        Denoiser(network, DiscreteSchedule.linear(50), "eps"),
+        clip(),
+        mixed_mask(),
+        steps=2,
+        extra_args={"context": "label"},
+    )
     assert seen == ["label", "label"]
 
 
@@ -338,37 +363,108 @@ def test_zero_steps_is_an_error_not_the_full_chain():
 
 
 def test_every_option_is_listed_with_its_default():
-    assert sampling_options() == {"eta": 0.0, "gamma": 0.0, "delta": 0.1, "corrector_steps": 1, "s_churn": 0.0,
-                                  "second_order_max": 80.0, "sde_eta": 1.0, "rho": 7.0, "sigma_max": None}
+    assert sampling_options() == {
+        "eta": 0.0,
+        "gamma": 0.0,
+        "delta": 0.1,
+        "corrector_steps": 1,
+        "s_churn": 0.0,
+        "second_order_max": 80.0,
+        "sde_eta": 1.0,
+        "rho": 7.0,
+        "sigma_max": None,
+    }
 
 
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
 def test_one_config_group_of_options_serves_every_sampler(sampler):
     """``sample`` hands each sampler only its own options: the full group equals the sampler's own ones alone."""
-    group = {"eta": 0.5, "gamma": 0.3, "delta": 0.05, "corrector_steps": 2, "s_churn": 1.0, "second_order_max": 9.0,
-             "sde_eta": 0.7, "rho": 5.0}
-    own = {k: v for k, v in group.items() if k in {"eta"} and sampler == "ddim" or k in {"gamma"} and sampler in
-           ("ddpm", "predictor_corrector") or k in {"delta", "corrector_steps"} and sampler == "predictor_corrector"
-           or k in {"s_churn", "second_order_max"} and sampler == "heun" or k == "sde_eta" and sampler.endswith("_sde")}
+    group = {
+        "eta": 0.5,
+        "gamma": 0.3,
+        "delta": 0.05,
+        "corrector_steps": 2,
+        "s_churn": 1.0,
+        "second_order_max": 9.0,
+        "sde_eta": 0.7,
+        "rho": 5.0,
+    }
+    own = {
+        k: v
+        for k, v in group.items()
+        if k in {"eta"}
+        and sampler == "ddim"
+        or k in {"gamma"}
+        and sampler in ("ddpm", "predictor_corrector")
+        or k in {"delta", "corrector_steps"}
+        and sampler == "predictor_corrector"
+        or k in {"s_churn", "second_order_max"}
+        and sampler == "heun"
+        or k == "sde_eta"
+        and sampler.endswith("_sde")
+    }
     denoiser = Denoiser(TinyNet(), DiscreteSchedule.linear(50), "eps")
-    a = sample(denoiser, clip(), mixed_mask(), sampler=sampler, steps=4, grid="karras",
-               generator=torch.Generator().manual_seed(0), **group)
-    b = sample(denoiser, clip(), mixed_mask(), sampler=sampler, steps=4, grid="karras", rho=5.0,
-               generator=torch.Generator().manual_seed(0), **own)
-    c = sample(denoiser, clip(), mixed_mask(), sampler=sampler, steps=4, grid="karras",
-               generator=torch.Generator().manual_seed(0), **own)
+    a = sample(
+        denoiser,
+        clip(),
+        mixed_mask(),
+        sampler=sampler,
+        steps=4,
+        grid="karras",
+        generator=torch.Generator().manual_seed(0),
+        **group,
+    )
+    b = sample(
+        denoiser,
+        clip(),
+        mixed_mask(),
+        sampler=sampler,
+        steps=4,
+        grid="karras",
+        rho=5.0,
+        generator=torch.Generator().manual_seed(0),
+        **own,
+    )
+    c = sample(
+        denoiser,
+        clip(),
+        mixed_mask(),
+        sampler=sampler,
+        steps=4,
+        grid="karras",
+        generator=torch.Generator().manual_seed(0),
+        **own,
+    )
     assert torch.equal(a, b)
     assert not torch.equal(b, c)  # rho reached the grid
 
 
-@pytest.mark.parametrize("sampler,option,values", [
-    ("ddim", "eta", (0.0, 1.0)), ("ddpm", "gamma", (0.0, 1.0)), ("predictor_corrector", "delta", (0.1, 0.3)),
-    ("heun", "s_churn", (0.0, 5.0)), ("heun", "second_order_max", (1.0, float("inf"))), ("dpmpp_2m_sde", "sde_eta", (0.0, 1.0)), ("dpmpp_3m_sde", "sde_eta", (0.0, 1.0)),
-])
+@pytest.mark.parametrize(
+    "sampler,option,values",
+    [
+        ("ddim", "eta", (0.0, 1.0)),
+        ("ddpm", "gamma", (0.0, 1.0)),
+        ("predictor_corrector", "delta", (0.1, 0.3)),
+        ("heun", "s_churn", (0.0, 5.0)),
+        ("heun", "second_order_max", (1.0, float("inf"))),
+        ("dpmpp_2m_sde", "sde_eta", (0.0, 1.0)),
+        ("dpmpp_3m_sde", "sde_eta", (0.0, 1.0)),
+    ],
+)
 def test_each_option_changes_its_sampler(sampler, option, values):
     denoiser = Denoiser(TinyNet(), DiscreteSchedule.linear(50), "eps")
-    a, b = (sample(denoiser, clip(), mixed_mask(), sampler=sampler, steps=4,
-                   generator=torch.Generator().manual_seed(0), **{option: v}) for v in values)
+    a, b = (
+        sample(
+            denoiser,
+            clip(),
+            mixed_mask(),
+            sampler=sampler,
+            steps=4,
+            generator=torch.Generator().manual_seed(0),
+            **{option: v},
+        )
+        for v in values
+    )
     assert not torch.allclose(a, b)
 
 
@@ -385,12 +481,15 @@ def test_ddim_with_eta_one_is_ddpm_with_posterior_variance(schedule_name, atol):
     # Song et al.: eta = 1 gives DDPM's posterior q(z_s | z_t, x_hat); both samplers draw the same noise in the same
     # order, so they agree sample for sample.
     denoiser = Denoiser(TinyNet(), SCHEDULES[schedule_name](), "eps")
-    ddim = sample(denoiser, clip(), mixed_mask(), sampler="ddim", eta=1.0, steps=8,
-                  generator=torch.Generator().manual_seed(0))
-    ddpm = sample(denoiser, clip(), mixed_mask(), sampler="ddpm", gamma=0.0, steps=8,
-                  generator=torch.Generator().manual_seed(0))
-    ddpm_large = sample(denoiser, clip(), mixed_mask(), sampler="ddpm", gamma=1.0, steps=8,
-                        generator=torch.Generator().manual_seed(0))
+    ddim = sample(
+        denoiser, clip(), mixed_mask(), sampler="ddim", eta=1.0, steps=8, generator=torch.Generator().manual_seed(0)
+    )
+    ddpm = sample(
+        denoiser, clip(), mixed_mask(), sampler="ddpm", gamma=0.0, steps=8, generator=torch.Generator().manual_seed(0)
+    )
+    ddpm_large = sample(
+        denoiser, clip(), mixed_mask(), sampler="ddpm", gamma=1.0, steps=8, generator=torch.Generator().manual_seed(0)
+    )
     torch.testing.assert_close(ddim, ddpm, rtol=0, atol=atol)
     assert not torch.allclose(ddpm, ddpm_large, atol=1e-2)
 
@@ -402,8 +501,15 @@ def test_first_steps_of_dpm_solver_are_ddim_and_ddpm(schedule_name):
     denoiser = Denoiser(TinyNet(), SCHEDULES[schedule_name](), "eps")
 
     def run(sampler, steps, **options):
-        return sample(denoiser, clip(), mixed_mask(), sampler=sampler, steps=steps,
-                      generator=torch.Generator().manual_seed(0), **options)
+        return sample(
+            denoiser,
+            clip(),
+            mixed_mask(),
+            sampler=sampler,
+            steps=steps,
+            generator=torch.Generator().manual_seed(0),
+            **options,
+        )
 
     for steps, agree in ((2, True), (4, False)):
         ddim, ddpm = run("ddim", steps), run("ddpm", steps, gamma=0.0)
@@ -439,8 +545,14 @@ def test_full_chain_ancestral_sampler_is_improved_diffusions_p_sample(gamma, var
     net = TinyNet()
     mask = task_mask("unconditional", 2, 5, 0)
     given = torch.zeros(SHAPE)
-    ours = sample(Denoiser(net, schedule, "eps", clip_denoised=True), given, mask, sampler="ddpm", gamma=gamma,
-                  generator=torch.Generator().manual_seed(0))
+    ours = sample(
+        Denoiser(net, schedule, "eps", clip_denoised=True),
+        given,
+        mask,
+        sampler="ddpm",
+        gamma=gamma,
+        generator=torch.Generator().manual_seed(0),
+    )
 
     betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
     alphas_cumprod = torch.cumprod(1 - betas, 0)

@@ -230,8 +230,12 @@ def test_default_sampling_steps():
 
 
 @pytest.mark.parametrize(
-    "name,cls,discrete", [("linear", DiscreteSchedule, True), ("cosine", DiscreteSchedule, True),
-                          ("cosine_logsnr", CosineLogSNRSchedule, False)]
+    "name,cls,discrete",
+    [
+        ("linear", DiscreteSchedule, True),
+        ("cosine", DiscreteSchedule, True),
+        ("cosine_logsnr", CosineLogSNRSchedule, False),
+    ],
 )
 def test_build_schedule_known_names(name, cls, discrete):
     schedule = build_schedule(name, num_steps=100)
@@ -254,8 +258,9 @@ def test_discrete_log_snr_is_the_chains_at_integers_and_linear_between():
     table = torch.log(schedule.alpha_bar / (1 - schedule.alpha_bar))
     t = torch.arange(1000, dtype=torch.float64)
     torch.testing.assert_close(schedule.log_snr(t), table, rtol=0, atol=1e-12)
-    torch.testing.assert_close(schedule.log_snr(t[:-1] + 0.25), 0.75 * table[:-1] + 0.25 * table[1:], rtol=0,
-                               atol=1e-12)
+    torch.testing.assert_close(
+        schedule.log_snr(t[:-1] + 0.25), 0.75 * table[:-1] + 0.25 * table[1:], rtol=0, atol=1e-12
+    )
     fine = schedule.log_snr(torch.linspace(0, 999, 20001, dtype=torch.float64))
     assert torch.all(fine[1:] < fine[:-1])
     alpha, sigma = schedule.alpha_sigma(torch.tensor([3.5, 500.25], dtype=torch.float64))
@@ -276,12 +281,17 @@ def test_coefficient_precision_follows_the_time_dtype():
 
 def test_network_time_of_fractional_discrete_times():
     schedule = DiscreteSchedule.linear(500)
-    torch.testing.assert_close(schedule.network_time(torch.tensor([0.5, 249.25], dtype=torch.float64)),
-                               torch.tensor([1.0, 498.5], dtype=torch.float64))
+    torch.testing.assert_close(
+        schedule.network_time(torch.tensor([0.5, 249.25], dtype=torch.float64)),
+        torch.tensor([1.0, 498.5], dtype=torch.float64),
+    )
 
 
-@pytest.mark.parametrize("schedule", [DiscreteSchedule.linear(1000), DiscreteSchedule.cosine(100),
-                                      CosineLogSNRSchedule()], ids=["linear", "cosine", "cosine_logsnr"])
+@pytest.mark.parametrize(
+    "schedule",
+    [DiscreteSchedule.linear(1000), DiscreteSchedule.cosine(100), CosineLogSNRSchedule()],
+    ids=["linear", "cosine", "cosine_logsnr"],
+)
 def test_time_from_log_snr_inverts_log_snr(schedule):
     t = torch.linspace(0, schedule.noisiest_time, 37, dtype=torch.float64)
     torch.testing.assert_close(schedule.time_from_log_snr(schedule.log_snr(t)), t, rtol=0, atol=1e-7)
@@ -292,8 +302,11 @@ def test_time_from_log_snr_inverts_log_snr(schedule):
 # ----------------------------------------------------------------------------- grids
 
 
-SCHEDULE_FACTORIES = {"linear": lambda: DiscreteSchedule.linear(1000), "cosine": lambda: DiscreteSchedule.cosine(1000),
-                      "cosine_logsnr": CosineLogSNRSchedule}
+SCHEDULE_FACTORIES = {
+    "linear": lambda: DiscreteSchedule.linear(1000),
+    "cosine": lambda: DiscreteSchedule.cosine(1000),
+    "cosine_logsnr": CosineLogSNRSchedule,
+}
 
 
 @pytest.mark.parametrize("name", list(SCHEDULE_FACTORIES))

@@ -12,21 +12,32 @@ import pytest
 import torch
 import yaml
 
-from video_diffusion_lab import cli as vdiff
-from video_diffusion_lab.lightning_modules.groups import ClipShape, RolloutConfig, SamplingConfig, TaskConfig
-from video_diffusion_lab.lightning_modules.vdm import VDM, VDMUNetConfig
 from tests.tiny_run import REPO, merge
+from video_diffusion_lab import cli as vdiff
+from video_diffusion_lab.groups import ClipShape, RolloutConfig, SamplingConfig, TaskConfig
+from video_diffusion_lab.lightning_modules.vdm import VDM, VDMUNetConfig
 
 VDM_CONFIG = REPO / "experiments" / "vdm_shapes.yaml"
 
 
-def tiny_vdm_config(run_dir: Path, model: dict[str, Any] | None = None, data: dict[str, Any] | None = None,
-                    trainer: dict[str, Any] | None = None) -> Path:
+def tiny_vdm_config(
+    run_dir: Path,
+    model: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    trainer: dict[str, Any] | None = None,
+) -> Path:
     """vdm_shapes.yaml shrunk to seconds: 8x8 clips of 4 frames (+2 image frames), width 8, 3 sampling steps."""
     config = yaml.safe_load(VDM_CONFIG.read_text())
-    config["trainer"].update(max_steps=3, limit_val_batches=1, log_every_n_steps=1, enable_progress_bar=False,
-                             enable_model_summary=False, default_root_dir=str(run_dir), logger=False,
-                             **(trainer or {}))
+    config["trainer"].update(
+        max_steps=3,
+        limit_val_batches=1,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+        logger=False,
+        **(trainer or {}),
+    )
     tiny_model = {
         "clip": {"num_frames": 4, "image_size": 8},
         "network": {"model_channels": 8, "channel_mult": [1, 2], "attention_resolutions": [4], "attention_head_dim": 8},
@@ -34,8 +45,17 @@ def tiny_vdm_config(run_dir: Path, model: dict[str, Any] | None = None, data: di
         "task": {"num_given": 2},
         "num_image_frames": 2,
     }
-    tiny_data = dict(num_frames=4, image_size=8, size_range=[2.0, 3.0], train_size=12, val_size=2, test_size=2,
-                     predict_size=2, batch_size=4, eval_batch_size=2)
+    tiny_data = dict(
+        num_frames=4,
+        image_size=8,
+        size_range=[2.0, 3.0],
+        train_size=12,
+        val_size=2,
+        test_size=2,
+        predict_size=2,
+        batch_size=4,
+        eval_batch_size=2,
+    )
     merge(config["model"]["init_args"], tiny_model)
     merge(config["model"]["init_args"], model or {})
     config["data"]["init_args"].update({**tiny_data, **(data or {})})
@@ -58,15 +78,29 @@ def test_fit_test_and_extend_in_time_and_space(tmp_path: Path, capsys: pytest.Ca
     assert checkpoint["hyper_parameters"]["num_image_frames"] == 2
     assert checkpoint["hyper_parameters"]["clip"] == {"num_frames": 4, "image_size": 8, "channels": 3}
 
-    vdiff.run(["test", "--config", str(config), "--ckpt_path", "last",
-               "--model.init_args.conditioning_method", "replacement"])
+    vdiff.run(
+        ["test", "--config", str(config), "--ckpt_path", "last", "--model.init_args.conditioning_method", "replacement"]
+    )
     report = json.loads((tmp_path / "metrics_test.json").read_text())
     assert report["method"] == "VDM" and report["sampler"] == "ddpm" and report["num_given"] == 2
     assert all(torch.isfinite(torch.tensor(v)) for v in report["model"].values())
 
     # Temporal extension: 4-frame model -> 7 frames with Autoreg (2 given, 1 new frame per stage ... 2 per stage).
-    vdiff.run(["predict", "--config", str(config), "--ckpt_path", "last", "--model.init_args.task.video_length", "7",
-               "--model.init_args.rollout.scheme", "autoreg", "--model.init_args.rollout.frames_per_stage", "2"])
+    vdiff.run(
+        [
+            "predict",
+            "--config",
+            str(config),
+            "--ckpt_path",
+            "last",
+            "--model.init_args.task.video_length",
+            "7",
+            "--model.init_args.rollout.scheme",
+            "autoreg",
+            "--model.init_args.rollout.frames_per_stage",
+            "2",
+        ]
+    )
     samples = sorted((tmp_path / "predictions").glob("sample_*.mp4"))
     assert len(samples) == 2
     length, _ = frames_of(samples[0])
@@ -74,9 +108,19 @@ def test_fit_test_and_extend_in_time_and_space(tmp_path: Path, capsys: pytest.Ca
 
     # Spatial extension: each 8x8 clip downsampled to 4x4 and generated back at 8x8 by spatial guidance.
     out_dir = tmp_path / "spatial"
-    vdiff.run(["predict", "--config", str(config), "--ckpt_path", "last", "--model.init_args.spatial_factor", "2",
-               "--trainer.callbacks+=callbacks.VideoPredictionWriter",
-               f"--trainer.callbacks.output_dir={out_dir}"])
+    vdiff.run(
+        [
+            "predict",
+            "--config",
+            str(config),
+            "--ckpt_path",
+            "last",
+            "--model.init_args.spatial_factor",
+            "2",
+            "--trainer.callbacks+=callbacks.VideoPredictionWriter",
+            f"--trainer.callbacks.output_dir={out_dir}",
+        ]
+    )
     written = sorted(out_dir.glob("sample_*.mp4"))
     assert len(written) == 2
     length, height = frames_of(written[0])
@@ -84,12 +128,28 @@ def test_fit_test_and_extend_in_time_and_space(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_class_conditional_training_and_guided_sampling(tmp_path: Path) -> None:
-    network = VDMUNetConfig(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
-                            attention_head_dim=8, num_classes=3)
-    model = VDM(clip=ClipShape(num_frames=3, image_size=8), network=network, cond_drop_prob=0.5, guidance_weight=1.5,
-                sampling=SamplingConfig(sampler="ddim", steps=2), task=TaskConfig(num_given=1))
-    batch = {"video": torch.rand(2, 3, 3, 8, 8) * 2 - 1, "frame_indices": torch.arange(3).expand(2, 3),
-             "index": torch.arange(2), "label": torch.tensor([0, 2])}
+    network = VDMUNetConfig(
+        model_channels=8,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        attention_resolutions=(4,),
+        attention_head_dim=8,
+        num_classes=3,
+    )
+    model = VDM(
+        clip=ClipShape(num_frames=3, image_size=8),
+        network=network,
+        cond_drop_prob=0.5,
+        guidance_weight=1.5,
+        sampling=SamplingConfig(sampler="ddim", steps=2),
+        task=TaskConfig(num_given=1),
+    )
+    batch = {
+        "video": torch.rand(2, 3, 3, 8, 8) * 2 - 1,
+        "frame_indices": torch.arange(3).expand(2, 3),
+        "index": torch.arange(2),
+        "label": torch.tensor([0, 2]),
+    }
     with torch.no_grad():  # zero-initialised output layers pass no gradient back at the start
         for p in model.network.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -97,20 +157,34 @@ def test_class_conditional_training_and_guided_sampling(tmp_path: Path) -> None:
     loss.backward()
     assert model.network.cond_embed.label_embed.weight.grad.abs().sum() > 0
     with torch.no_grad():
-        out = model.sample(batch["video"], model.eval_mask(batch), generator=torch.Generator().manual_seed(0),
-                           **model.conditioning(batch))
+        out = model.sample(
+            batch["video"],
+            model.eval_mask(batch),
+            generator=torch.Generator().manual_seed(0),
+            **model.conditioning(batch),
+        )
     assert torch.equal(out[:, 0], batch["video"][:, 0])
     with pytest.raises(ValueError, match="num_classes"):
         model.conditioning({k: v for k, v in batch.items() if k != "label"})
 
 
 def test_temporal_extension_with_a_non_contiguous_scheme(tmp_path: Path) -> None:
-    network = VDMUNetConfig(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
-                            attention_head_dim=8)
-    model = VDM(clip=ClipShape(num_frames=4, image_size=8), network=network,
-                sampling=SamplingConfig(sampler="ddim", steps=2), task=TaskConfig(num_given=1, video_length=9),
-                rollout=RolloutConfig(scheme="hierarchy_2", frames_per_stage=2), conditioning_method="replacement")
-    batch = {"video": torch.rand(1, 4, 3, 8, 8) * 2 - 1, "frame_indices": torch.arange(4)[None], "index": torch.zeros(1)}
+    network = VDMUNetConfig(
+        model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,), attention_head_dim=8
+    )
+    model = VDM(
+        clip=ClipShape(num_frames=4, image_size=8),
+        network=network,
+        sampling=SamplingConfig(sampler="ddim", steps=2),
+        task=TaskConfig(num_given=1, video_length=9),
+        rollout=RolloutConfig(scheme="hierarchy_2", frames_per_stage=2),
+        conditioning_method="replacement",
+    )
+    batch = {
+        "video": torch.rand(1, 4, 3, 8, 8) * 2 - 1,
+        "frame_indices": torch.arange(4)[None],
+        "index": torch.zeros(1),
+    }
     with torch.inference_mode():
         out = model.predict_step(batch, 0)
     assert out["samples"].shape == (1, 9, 3, 8, 8)

@@ -20,8 +20,15 @@ from video_diffusion_lab.networks.vdm_unet import VDMUNet, VDMUNetConfig
 
 def tiny_denoiser(dtype=torch.float32, clip: bool = False, **kwargs) -> Denoiser:
     torch.manual_seed(0)
-    config = VDMUNetConfig(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
-                           attention_head_dim=8, dropout=0.0, **kwargs)
+    config = VDMUNetConfig(
+        model_channels=8,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        attention_resolutions=(4,),
+        attention_head_dim=8,
+        dropout=0.0,
+        **kwargs,
+    )
     net = VDMUNet(config, image_size=8, channels=1)
     with torch.no_grad():
         for p in net.parameters():
@@ -71,8 +78,13 @@ def test_guidance_works_under_inference_mode_and_keeps_given_frames_exact() -> N
     with torch.inference_mode():
         given_inf = given.clone()
         reconstruction, replacement = ReconstructionGuidedDenoiser(denoiser, 50.0), ReplacementDenoiser(denoiser)
-        pairs = [(reconstruction, "predictor_corrector"), (replacement, "ddpm"), (reconstruction, "heun"),
-                 (replacement, "dpmpp_2m_sde"), (reconstruction, "dpmpp_3m")]
+        pairs = [
+            (reconstruction, "predictor_corrector"),
+            (replacement, "ddpm"),
+            (reconstruction, "heun"),
+            (replacement, "dpmpp_2m_sde"),
+            (reconstruction, "dpmpp_3m"),
+        ]
         for guided, sampler in pairs:
             out = sample(guided, given_inf, mask, sampler=sampler, steps=2, generator=torch.Generator().manual_seed(0))
             assert torch.equal(out[mask.observed], given[mask.observed])
@@ -131,8 +143,10 @@ def test_classifier_free_guidance_weight_zero_is_the_conditional_model() -> None
         guided = ClassifierFreeGuidanceDenoiser(denoiser, 2.0)(z, time, mask, label=label)
         # eps-space combination (1 + w) eps_c - w eps_u gives the same x0 as the x0-space one.
         alpha, sigma = (c.reshape(-1, 1, 1, 1, 1) for c in denoiser.schedule.alpha_sigma(time))
-        eps = [(z - alpha * raw_x0(denoiser, z, time, mask, label=label, drop_cond=torch.tensor([d, d])))
-               / sigma for d in (False, True)]
+        eps = [
+            (z - alpha * raw_x0(denoiser, z, time, mask, label=label, drop_cond=torch.tensor([d, d]))) / sigma
+            for d in (False, True)
+        ]
         from_eps = (z - sigma * (3.0 * eps[0] - 2.0 * eps[1])) / alpha
     torch.testing.assert_close(guided, 3.0 * conditional - 2.0 * unconditional)
     torch.testing.assert_close(guided, from_eps, rtol=1e-4, atol=1e-4)

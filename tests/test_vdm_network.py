@@ -15,8 +15,14 @@ T_CLIP, N_IMAGES = 4, 2
 
 def tiny_net(**kwargs) -> VDMUNet:
     torch.manual_seed(0)
-    args = dict(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8, 4),
-                attention_head_dim=8, dropout=0.0)
+    args = dict(
+        model_channels=8,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        attention_resolutions=(8, 4),
+        attention_head_dim=8,
+        dropout=0.0,
+    )
     net = VDMUNet(VDMUNetConfig(**{**args, **kwargs}), image_size=8, channels=3).eval()
     with torch.no_grad():  # zero-initialised output layers would hide any mixing: give every weight a value
         for p in net.parameters():
@@ -26,8 +32,10 @@ def tiny_net(**kwargs) -> VDMUNet:
 
 def run_with_hooks(net: VDMUNet, z: torch.Tensor, **cond) -> tuple[torch.Tensor, list[torch.Tensor]]:
     outputs: list[torch.Tensor] = []
-    hooks = [layer.register_forward_hook(lambda m, i, o: outputs.append(o.detach().clone()))
-             for layer in net.temporal_attention_layers]
+    hooks = [
+        layer.register_forward_hook(lambda m, i, o: outputs.append(o.detach().clone()))
+        for layer in net.temporal_attention_layers
+    ]
     try:
         with torch.no_grad():
             out = net(z, torch.tensor([1.5, -3.0]), None, **cond)
@@ -134,8 +142,10 @@ def test_errors_name_the_field() -> None:
     with pytest.raises(ValueError, match="image_size"):
         net(torch.randn(1, 2, 3, 16, 16), torch.zeros(1))
     with pytest.raises(ValueError, match="attention_head_dim"):
-        VDMUNet(VDMUNetConfig(model_channels=12, channel_mult=(1,), attention_resolutions=(8,), attention_head_dim=8),
-                image_size=8)
+        VDMUNet(
+            VDMUNetConfig(model_channels=12, channel_mult=(1,), attention_resolutions=(8,), attention_head_dim=8),
+            image_size=8,
+        )
     with pytest.raises(ValueError, match="num_classes, cond_dim"):
         VDMUNetConfig(num_classes=3, cond_dim=4)
     with pytest.raises(ValueError, match="channels"):
@@ -143,14 +153,25 @@ def test_errors_name_the_field() -> None:
 
 
 def test_embedding_width_is_a_config_field():
-    config = VDMUNetConfig(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
-                           attention_head_dim=8, emb_channels=48, num_classes=3)
+    config = VDMUNetConfig(
+        model_channels=8,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        attention_resolutions=(4,),
+        attention_head_dim=8,
+        emb_channels=48,
+        num_classes=3,
+    )
     network = VDMUNet(config, image_size=8)
     assert network.time_embed.linear_2.out_features == 48 and network.cond_embed.label_embed.embedding_dim == 48
     z = torch.randn(2, 3, 3, 8, 8)
     assert network(z, torch.tensor([0.5, -1.0]), label=torch.tensor([0, 2])).shape == z.shape
-    default = VDMUNet(VDMUNetConfig(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
-                                    attention_head_dim=8), image_size=8)
+    default = VDMUNet(
+        VDMUNetConfig(
+            model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,), attention_head_dim=8
+        ),
+        image_size=8,
+    )
     assert default.time_embed.linear_2.out_features == 32
     with pytest.raises(ValueError, match="emb_channels"):
         VDMUNetConfig(emb_channels=0)

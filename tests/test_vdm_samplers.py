@@ -18,7 +18,12 @@ from video_diffusion_lab.diffusion.parameterization import (
     x0_from_output,
     x0_from_v,
 )
-from video_diffusion_lab.diffusion.samplers import ancestral_step, langevin_correction, sample_ddpm, sample_predictor_corrector
+from video_diffusion_lab.diffusion.samplers import (
+    ancestral_step,
+    langevin_correction,
+    sample_ddpm,
+    sample_predictor_corrector,
+)
 
 DATA_STD = 0.5
 
@@ -102,7 +107,9 @@ def test_samplers_draw_the_gaussian_data_distribution(sampler: str, options: dic
     denoiser = GaussianDenoiser()
     mask = task_mask("unconditional", 4, 2, 0)
     given = torch.zeros(4, 2, 1, 32, 32)
-    out = sample(denoiser, given, mask, sampler=sampler, steps=64, generator=torch.Generator().manual_seed(0), **options)
+    out = sample(
+        denoiser, given, mask, sampler=sampler, steps=64, generator=torch.Generator().manual_seed(0), **options
+    )
     assert out.std().item() == pytest.approx(DATA_STD, rel=0.05)
     assert out.mean().abs().item() < 0.02
 
@@ -119,7 +126,9 @@ def test_langevin_correction_keeps_the_exact_marginal_stationary() -> None:
         z = langevin_correction(z, denoiser(z, s, None), alpha, sigma, 0.1, torch.randn(z.shape, generator=generator))
     assert z.std().item() == pytest.approx(marginal_std, rel=0.02)
     # A wrong sign of the drift blows the variance up: the check can fail.
-    bad = z - (-0.05 * sigma * (z - alpha * denoiser(z, s, None)) / sigma) + math.sqrt(0.1) * sigma * torch.randn_like(z)
+    bad = (
+        z - (-0.05 * sigma * (z - alpha * denoiser(z, s, None)) / sigma) + math.sqrt(0.1) * sigma * torch.randn_like(z)
+    )
     assert bad.std().item() > 1.03 * marginal_std
 
 

@@ -12,7 +12,6 @@ import torch
 
 from video_diffusion_lab.video_io import clip_grid, to_uint8_frames, write_video
 
-
 # decord 0.6 cannot return frames whose width divides 144 (2, 4, ..., 16, 24, 48, 72: dmlc/decord#336, a
 # "from_size == to_size" error); the widths read back with decord below avoid those, and PyAV checks the rest.
 

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from video_diffusion_lab.groups import ClipShape, DiffusionConfig, EMAConfig, SamplingConfig, TaskConfig
 from video_diffusion_lab.lightning_modules import FDM, RVD, VDM, RaMViD
-from video_diffusion_lab.lightning_modules.groups import ClipShape, DiffusionConfig, EMAConfig, SamplingConfig, TaskConfig
 from video_diffusion_lab.networks import FDMUNetConfig, RaMViDUNetConfig, RVDNetworkConfig, VDMUNetConfig
 
 METHODS = ("ramvid", "fdm", "vdm", "rvd")

@@ -29,8 +29,17 @@ TINY = {
             "task": {"num_given": 2},
             "max_given": 2,
         },
-        dict(num_frames=4, image_size=8, size_range=[2.0, 3.0], train_size=16, val_size=4, test_size=4,
-             predict_size=2, batch_size=4, eval_batch_size=4),
+        dict(
+            num_frames=4,
+            image_size=8,
+            size_range=[2.0, 3.0],
+            train_size=16,
+            val_size=4,
+            test_size=4,
+            predict_size=2,
+            batch_size=4,
+            eval_batch_size=4,
+        ),
     ),
     "fdm": (
         FDM_CONFIG,
@@ -42,8 +51,18 @@ TINY = {
             "task": {"num_given": 3, "video_length": 10},
             "rollout": {"frames_per_stage": 2},
         },
-        dict(num_frames=10, image_size=8, size_range=[2.0, 3.0], offscreen=4.0, train_size=16, val_size=4,
-             test_size=4, predict_size=2, batch_size=4, eval_batch_size=2),
+        dict(
+            num_frames=10,
+            image_size=8,
+            size_range=[2.0, 3.0],
+            offscreen=4.0,
+            train_size=16,
+            val_size=4,
+            test_size=4,
+            predict_size=2,
+            batch_size=4,
+            eval_batch_size=2,
+        ),
     ),
     "rvd": (
         EXPERIMENTS / "rvd_shapes.yaml",
@@ -54,8 +73,17 @@ TINY = {
             "sampling": {"steps": 3},
             "task": {"num_given": 2},
         },
-        dict(num_frames=4, image_size=8, size_range=[2.0, 3.0], train_size=16, val_size=4, test_size=4,
-             predict_size=2, batch_size=4, eval_batch_size=4),
+        dict(
+            num_frames=4,
+            image_size=8,
+            size_range=[2.0, 3.0],
+            train_size=16,
+            val_size=4,
+            test_size=4,
+            predict_size=2,
+            batch_size=4,
+            eval_batch_size=4,
+        ),
     ),
     "vdm": (
         EXPERIMENTS / "vdm_shapes.yaml",
@@ -66,8 +94,17 @@ TINY = {
             "task": {"num_given": 2},
             "num_image_frames": 2,
         },
-        dict(num_frames=4, image_size=8, size_range=[2.0, 3.0], train_size=16, val_size=4, test_size=4,
-             predict_size=2, batch_size=4, eval_batch_size=4),
+        dict(
+            num_frames=4,
+            image_size=8,
+            size_range=[2.0, 3.0],
+            train_size=16,
+            val_size=4,
+            test_size=4,
+            predict_size=2,
+            batch_size=4,
+            eval_batch_size=4,
+        ),
     ),
 }
 
@@ -121,12 +158,20 @@ def tiny_config(
 
 
 def run_vdiff(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    """``python -m video_diffusion_lab.cli ARGS`` (the `vdiff` command) in a new process group, with the repo on PYTHONPATH and one thread per process. On a
+    """``python -m video_diffusion_lab.cli ARGS`` (the `vdiff` command) in a new process group, with the repo on
+    PYTHONPATH and one thread per process. On a
     timeout the whole group is killed - DDP ranks are grandchildren that would otherwise outlive the test - and
     ``subprocess.TimeoutExpired`` is raised with what the run printed."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    with subprocess.Popen([sys.executable, "-m", "video_diffusion_lab.cli", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, start_new_session=True) as process:
+    with subprocess.Popen(
+        [sys.executable, "-m", "video_diffusion_lab.cli", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -138,5 +183,6 @@ def run_vdiff(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
 
 def run_vdiff_ddp(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     """``run_vdiff`` on 2 CPU processes (gloo DDP)."""
-    return run_vdiff(*args, "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-                     timeout=timeout)
+    return run_vdiff(
+        *args, "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp", timeout=timeout
+    )

@@ -89,10 +89,10 @@ def count_batches_as_int(parser: LightningArgumentParser) -> None:
     for action in parser._actions:
         typehint = getattr(action, "_typehint", None)
         members = getattr(typehint, "__args__", ())
-        if action.dest.startswith("trainer.") and int in members and float in members:
-            if members.index(float) < members.index(int):
-                ordered = (int, *[member for member in members if member is not int])
-                action._typehint = Union[ordered]  # a new tuple, so not the cached float-first union
+        float_first = int in members and float in members and members.index(float) < members.index(int)
+        if action.dest.startswith("trainer.") and float_first:
+            ordered = (int, *[member for member in members if member is not int])
+            action._typehint = Union[ordered]  # noqa: UP007 - built from a tuple; a new one, not the cached float-first union
 
 
 class VideoDiffusionCLI(LightningCLI):
@@ -144,8 +144,10 @@ class VideoDiffusionCLI(LightningCLI):
         """The checkpoint file the subcommand runs, or None; errors for a missing or contradictory choice."""
         ckpt_path, untrained, command = config.get("ckpt_path"), config.get("untrained", False), self.subcommand
         if untrained and command not in EVALUATION_SUBCOMMANDS:
-            raise ValueError(f"--untrained: only for {'/'.join(EVALUATION_SUBCOMMANDS)}; `vdiff {command}` starts "
-                             "from the initial weights anyway unless --ckpt_path is given")
+            raise ValueError(
+                f"--untrained: only for {'/'.join(EVALUATION_SUBCOMMANDS)}; `vdiff {command}` starts "
+                "from the initial weights anyway unless --ckpt_path is given"
+            )
         if untrained and ckpt_path is not None:
             raise ValueError(f"--untrained and --ckpt_path {ckpt_path} contradict each other: choose one")
         if ckpt_path is None:

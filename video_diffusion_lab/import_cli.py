@@ -29,7 +29,11 @@ import torch
 
 from video_diffusion_lab.networks.official import ImportedModel, OfficialCheckpointError, read_official
 
-MODULES = {"fdm": "video_diffusion_lab.lightning_modules.FDM", "ramvid": "video_diffusion_lab.lightning_modules.RaMViD", "rvd": "video_diffusion_lab.lightning_modules.RVD"}
+MODULES = {
+    "fdm": "video_diffusion_lab.lightning_modules.FDM",
+    "ramvid": "video_diffusion_lab.lightning_modules.RaMViD",
+    "rvd": "video_diffusion_lab.lightning_modules.RVD",
+}
 INSTANTIATOR = "pytorch_lightning.cli.instantiate_module"
 
 
@@ -169,11 +173,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     params = sum(v.numel() for v in imported.state_dict.values())
     print(f"imported {args.checkpoint} ({args.method}, step {imported.step}, {params:,} parameters) -> {out}")
-    print(f"  config overlay: {out.with_suffix('.yaml')} (vdiff test --config <paper config> --config "
-          f"{out.with_suffix('.yaml')} --ckpt_path {out})")
+    print(
+        f"  config overlay: {out.with_suffix('.yaml')} (vdiff test --config <paper config> --config "
+        f"{out.with_suffix('.yaml')} --ckpt_path {out})"
+    )
     print(f"  network: {imported.config}")
-    print(f"  clip: image_size={imported.image_size}, channels={imported.channels}"
-          + (f", max_frames={imported.max_frames}" if imported.max_frames else ""))
+    print(
+        f"  clip: image_size={imported.image_size}, channels={imported.channels}"
+        + (f", max_frames={imported.max_frames}" if imported.max_frames else "")
+    )
     print(f"  diffusion: {imported.diffusion}")
     for note in imported.notes:
         print(f"  note: {note}")

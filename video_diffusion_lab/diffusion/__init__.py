@@ -4,7 +4,14 @@ Every method in the framework calls this package; none carries its own copy of t
 """
 
 from video_diffusion_lab.diffusion.denoiser import Denoiser, MaskedDenoiser
-from video_diffusion_lab.diffusion.masks import TASKS, FrameMask, RandomFrameMasks, default_frame_indices, observed_for_task, task_mask
+from video_diffusion_lab.diffusion.masks import (
+    TASKS,
+    FrameMask,
+    RandomFrameMasks,
+    default_frame_indices,
+    observed_for_task,
+    task_mask,
+)
 from video_diffusion_lab.diffusion.noise import NoiseSource, randn_like, row_seeds
 from video_diffusion_lab.diffusion.samplers import (
     SAMPLERS,

@@ -12,7 +12,8 @@ of one), so that a sampler sees one function of (z, t) and the noise levels of t
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 from torch import Tensor

@@ -44,7 +44,8 @@ def _uniform(generator: torch.Generator | None) -> float:
 
 
 def sample_group_indices(video_length: int, max_frames: int, generator: torch.Generator | None = None) -> list[int]:
-    """One group: s ~ U{1..min(K, T)} frames, log-uniform spacing in [1, T/(s - 0.999)], uniform start; all in [0, T)."""
+    """One group: s ~ U{1..min(K, T)} frames, log-uniform spacing in [1, T/(s - 0.999)], uniform start; all in
+    [0, T)."""
     max_size = min(max_frames, video_length)
     size = int(torch.randint(1, max_size + 1, (), generator=generator))
     max_spacing = video_length / (size - 0.999)
@@ -148,11 +149,14 @@ def fdm_training_slots(
         if real == max_frames:
             continue
         positions = torch.randint(0, video_length, (max_frames - real,), generator=generator)
-        in_own_mask = {int(i): (bool(o), bool(l)) for i, o, l in zip(frame_indices[b, :real], observed[b, :real], latent[b, :real])}
+        in_own_mask = {
+            int(i): (bool(o), bool(lat))
+            for i, o, lat in zip(frame_indices[b, :real], observed[b, :real], latent[b, :real])
+        }
         flags = [in_own_mask.get(int(p), (False, False)) for p in positions]
         frame_indices[b, real:] = positions
         observed[b, real:] = torch.tensor([o for o, _ in flags])
-        latent[b, real:] = torch.tensor([l for _, l in flags])
+        latent[b, real:] = torch.tensor([lat for _, lat in flags])
         source[b, real:] = (b + 1) % batch_size
     return TrainingSlots(FrameMask(observed, latent, frame_indices), source, ~observed, average_over_slots=True)
 

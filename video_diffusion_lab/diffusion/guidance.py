@@ -17,7 +17,8 @@ zero the gradients of reconstruction guidance where the estimate saturates). ``_
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -45,14 +45,14 @@ class FrameMask:
     def shape(self) -> torch.Size:
         return self.observed.shape
 
-    def to(self, device: torch.device | str) -> "FrameMask":
+    def to(self, device: torch.device | str) -> FrameMask:
         return FrameMask(self.observed.to(device), self.latent.to(device), self.frame_indices.to(device))
 
-    def __getitem__(self, index) -> "FrameMask":
+    def __getitem__(self, index) -> FrameMask:
         """Select examples (the batch dimension)."""
         return FrameMask(self.observed[index], self.latent[index], self.frame_indices[index])
 
-    def repeat(self, n: int) -> "FrameMask":
+    def repeat(self, n: int) -> FrameMask:
         """Each example repeated n times in a row (for N samples per video)."""
         return FrameMask(
             self.observed.repeat_interleave(n, 0),
@@ -70,7 +70,7 @@ class FrameMask:
         return torch.where(self.per_frame(self.observed, video), given, video)
 
     @classmethod
-    def from_observed(cls, observed: Tensor, frame_indices: Tensor | None = None) -> "FrameMask":
+    def from_observed(cls, observed: Tensor, frame_indices: Tensor | None = None) -> FrameMask:
         """Every frame that is not observed is latent (no padding)."""
         if frame_indices is None:
             frame_indices = default_frame_indices(*observed.shape, device=observed.device)

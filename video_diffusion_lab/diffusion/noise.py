@@ -12,7 +12,7 @@ Every random draw of the samplers, of the guided denoisers and of ``sample()``'s
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -58,21 +58,21 @@ class NoiseSource:
         self.generators = generators
 
     @classmethod
-    def for_examples(cls, seeds: Sequence[int], device: torch.device | str = "cpu") -> "NoiseSource":
+    def for_examples(cls, seeds: Sequence[int], device: torch.device | str = "cpu") -> NoiseSource:
         """One generator per seed, on ``device`` (draws are made there, then moved to the tensor's device)."""
         return cls([torch.Generator(device).manual_seed(int(seed)) for seed in seeds])
 
     @classmethod
     def for_clips(
         cls, seed: int, indices: Tensor | Sequence[int], num_samples: int = 1, device: torch.device | str = "cpu"
-    ) -> "NoiseSource":
+    ) -> NoiseSource:
         """The rows of ``given.repeat_interleave(num_samples, 0)`` for clips with data set ``indices``."""
         return cls.for_examples(row_seeds(seed, indices, num_samples), device)
 
     def __len__(self) -> int:
         return len(self.generators)
 
-    def __getitem__(self, rows: int | slice | Sequence[int] | Tensor) -> "NoiseSource":
+    def __getitem__(self, rows: int | slice | Sequence[int] | Tensor) -> NoiseSource:
         """The streams of some rows (the same generator objects, so they advance together with this source)."""
         if isinstance(rows, slice):
             return NoiseSource(self.generators[rows])
@@ -91,7 +91,7 @@ class NoiseSource:
         return torch.stack(rows).to(x.device)
 
 
-NoiseGenerator = Union[None, torch.Generator, NoiseSource]
+NoiseGenerator = torch.Generator | NoiseSource | None
 
 
 def randn_like(x: Tensor, generator: NoiseGenerator = None) -> Tensor:

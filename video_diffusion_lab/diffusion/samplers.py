@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -196,8 +197,9 @@ def sample_heun(
     A step that starts above the VE noise level ``second_order_max`` (Karras et al.'s sigma_max, 80) is the Euler step
     alone: its correction scales the difference of the two eps estimates by the step in s, which from the top of a
     discrete cosine chain (s ~ 2e4) multiplies a trained network's eps error by thousands (measured on the embedded
-    RaMViD, 10 steps: 4.7 dB with the correction there, 15.1 dB without, 15.4 dB for the full ancestral chain). Up there x_hat is the data mean
-    to within alpha < 1/80, so Euler loses nothing; ``float("inf")`` corrects every step, as Karras et al.
+    RaMViD, 10 steps: 4.7 dB with the correction there, 15.1 dB without, 15.4 dB for the full ancestral chain). Up
+    there x_hat is the data mean to within alpha < 1/80, so Euler loses nothing; ``float("inf")`` corrects every
+    step, as Karras et al.
 
     ``s_churn`` > 0 adds Karras's stochastic churn: before each step the noise level is raised from s to
     s (1 + g), g = min(s_churn / steps, sqrt(2) - 1), by adding fresh noise (never above the grid's first level), at
@@ -260,7 +262,7 @@ def sample_dpmpp_2m_sde(
         if i == len(times) - 2:
             z = x0
         else:
-            (alpha_t, sigma_t), (alpha_s, sigma_s) = model.alpha_sigma(times[i]), model.alpha_sigma(times[i + 1])
+            (_, sigma_t), (alpha_s, sigma_s) = model.alpha_sigma(times[i]), model.alpha_sigma(times[i + 1])
             h = model.half_log_snr(times[i + 1]) - model.half_log_snr(times[i])
             weight = -math.expm1(-(1 + sde_eta) * h)
             data = x0 if previous is None else x0 + (x0 - previous[0]) * (h / (2 * previous[1]))
@@ -320,7 +322,7 @@ def sample_dpmpp_3m_sde(
         if i == len(times) - 2:
             z = x0
         else:
-            (alpha_t, sigma_t), (alpha_s, sigma_s) = model.alpha_sigma(times[i]), model.alpha_sigma(times[i + 1])
+            (_, sigma_t), (alpha_s, sigma_s) = model.alpha_sigma(times[i]), model.alpha_sigma(times[i + 1])
             lam_t = model.half_log_snr(times[i])
             h, a = model.half_log_snr(times[i + 1]) - lam_t, 1 + sde_eta
             i0 = -math.expm1(-a * h)
@@ -401,8 +403,9 @@ def _taken(fn: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in names}
 
 
-def network_calls(sampler: str, steps: int, *, schedule: NoiseSchedule | None = None, grid: str = "uniform",
-                  **options: Any) -> int:
+def network_calls(
+    sampler: str, steps: int, *, schedule: NoiseSchedule | None = None, grid: str = "uniform", **options: Any
+) -> int:
     """Denoiser calls the sampler makes for a grid of ``steps`` steps (a guided denoiser may call its network more
     than once per denoiser call: classifier-free guidance twice, reconstruction guidance with a backward pass).
     Heun's count depends on the grid's noise levels (steps above ``second_order_max`` make one call), so it needs the

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -122,11 +122,11 @@ class DiscreteSchedule(NoiseSchedule):
         self._log_snr = torch.log(alpha_bar) - torch.log1p(-alpha_bar)  # (N,) float64, decreasing in t
 
     @classmethod
-    def linear(cls, num_steps: int = 1000) -> "DiscreteSchedule":
+    def linear(cls, num_steps: int = 1000) -> DiscreteSchedule:
         return cls(linear_betas(num_steps))
 
     @classmethod
-    def cosine(cls, num_steps: int = 1000) -> "DiscreteSchedule":
+    def cosine(cls, num_steps: int = 1000) -> DiscreteSchedule:
         return cls(cosine_betas(num_steps))
 
     @property

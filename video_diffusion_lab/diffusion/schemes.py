@@ -19,8 +19,8 @@ Schemes (Harvey et al. 2022, "Flexible Diffusion Modeling of Long Videos", Sec. 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -146,7 +146,9 @@ def _hierarchy(
                 size -= 1
             room = max(room, 0)
             if level == 1 and not adaptive:  # the prefix, evenly spaced (long-range context)
-                pick = sorted({int(x) for x in np.linspace(0, num_given - 1, min(n_obs, num_given))}) if num_given else []
+                pick = (
+                    sorted({int(x) for x in np.linspace(0, num_given - 1, min(n_obs, num_given))}) if num_given else []
+                )
                 observed = set(pick)
             elif adaptive:  # required: what lies between, the two nearest before and the nearest after
                 observed = set(inside[:room]) | set(before[: min(2, room)])
@@ -172,13 +174,12 @@ def hierarchy_2(video_length: int, frames_per_pass: int, frames_per_stage: int, 
 
 
 def hierarchy_3(video_length: int, frames_per_pass: int, frames_per_stage: int, num_given: int) -> list[Stage]:
-    """Hierarchy-3: a sparse level, an intermediate grid of spacing about sqrt((T - n_given) / (m - 1)), then the rest."""
+    """Hierarchy-3: a sparse level, an intermediate grid of spacing about sqrt((T - n_given) / (m - 1)), then the
+    rest."""
     return _hierarchy(video_length, frames_per_pass, frames_per_stage, num_given, levels=3, adaptive=False)
 
 
-def adaptive_hierarchy_2(
-    video_length: int, frames_per_pass: int, frames_per_stage: int, num_given: int
-) -> list[Stage]:
+def adaptive_hierarchy_2(video_length: int, frames_per_pass: int, frames_per_stage: int, num_given: int) -> list[Stage]:
     """Adaptive Hierarchy-2: Hierarchy-2's latent frames; observed = the frames between them, the two nearest known
     before and the nearest after, and the remaining slots chosen per video at run time."""
     return _hierarchy(video_length, frames_per_pass, frames_per_stage, num_given, levels=2, adaptive=True)

@@ -44,7 +44,11 @@ def off_road(positions: Tensor, road: Tensor, threshold: float, chunk: int = 409
     """(..., 2) positions, (M, 2) reference positions -> (...) bool: farther than ``threshold`` from all of them."""
     flat = positions.reshape(-1, 2).double()
     road = road.reshape(-1, 2).double().to(flat.device)
-    nearest = torch.cat([torch.cdist(part, road).min(dim=1).values for part in flat.split(chunk)]) if flat.numel() else flat[:, 0]
+    nearest = (
+        torch.cat([torch.cdist(part, road).min(dim=1).values for part in flat.split(chunk)])
+        if flat.numel()
+        else flat[:, 0]
+    )
     return (nearest > threshold).reshape(positions.shape[:-1])
 
 

@@ -13,13 +13,11 @@ small evaluation sets give.
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 import torch
 from torch import Tensor
 
-ArrayLike = Union[Tensor, np.ndarray]
+ArrayLike = Tensor | np.ndarray
 
 
 def _as_f64(x: ArrayLike | float | int) -> Tensor:

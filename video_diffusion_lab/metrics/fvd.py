@@ -20,7 +20,8 @@ family used is exposed as ``weights_name`` and should be stored with every resul
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -158,9 +159,7 @@ class FrechetVideoDistance(Metric):
         return load_i3d_state_dict(InceptionI3d(num_classes=400), str(path))
 
     def _extract_fn(self) -> Callable[[nn.Module, Tensor], Tensor]:
-        return {"styleganv": _extract_styleganv, "tats": _extract_tats, "custom": _extract_custom}[
-            self.weights_name
-        ]
+        return {"styleganv": _extract_styleganv, "tats": _extract_tats, "custom": _extract_custom}[self.weights_name]
 
     @torch.no_grad()
     def extract_features(self, videos: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ over the remaining time steps: the features FVD is computed on.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -85,9 +85,7 @@ class InceptionBlock(nn.Module):
         self.out_channels = c0 + c1b + c2b + c3
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat(
-            [self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1
-        )
+        return torch.cat([self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1)
 
 
 # (endpoint name, branch widths) of the Inception-v1 blocks, in order; pools sit between them.
@@ -132,9 +130,7 @@ class InceptionI3d(nn.Module):
         # Plain (unpadded) average pool: 7x7 spatial at 224 input, 2 steps in time.
         self.avg_pool = nn.AvgPool3d(kernel_size=(2, 7, 7), stride=(1, 1, 1))
         self.dropout = nn.Dropout(0.5)  # identity in eval mode; kept for parity with the port
-        self.logits = Unit3D(
-            self.Mixed_5c.out_channels, num_classes, batch_norm=False, relu=False, bias=True
-        )
+        self.logits = Unit3D(self.Mixed_5c.out_channels, num_classes, batch_norm=False, relu=False, bias=True)
         self._trunk = (
             "Conv3d_1a_7x7", "MaxPool3d_2a_3x3", "Conv3d_2b_1x1", "Conv3d_2c_3x3",
             "MaxPool3d_3a_3x3", "Mixed_3b", "Mixed_3c", "MaxPool3d_4a_3x3",

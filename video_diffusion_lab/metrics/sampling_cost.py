@@ -9,8 +9,9 @@ numbers compare samplers, schemes and methods as they actually ran, whatever the
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn

@@ -5,7 +5,14 @@ are a frozen config dataclass; the clip shape is passed to the constructor apart
 from video_diffusion_lab.networks.fdm_unet import FDMUNet, FDMUNetConfig
 from video_diffusion_lab.networks.position_regressor import PositionRegressor
 from video_diffusion_lab.networks.ramvid_unet import RaMViDUNet, RaMViDUNetConfig
-from video_diffusion_lab.networks.rvd import ContextEncoder, ConvGRUCell, FramePredictor, ResidualUNet, RVDNetwork, RVDNetworkConfig
+from video_diffusion_lab.networks.rvd import (
+    ContextEncoder,
+    ConvGRUCell,
+    FramePredictor,
+    ResidualUNet,
+    RVDNetwork,
+    RVDNetworkConfig,
+)
 from video_diffusion_lab.networks.vdm_unet import VDMUNet, VDMUNetConfig
 
 __all__ = [

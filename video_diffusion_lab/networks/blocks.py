@@ -11,8 +11,8 @@ Names follow what each piece is; ``networks.official`` maps the released checkpo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

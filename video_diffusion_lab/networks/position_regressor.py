@@ -6,7 +6,7 @@ MLP head. It predicts normalised coordinates; ``PositionRegressor`` holds the tr
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -17,8 +17,12 @@ from video_diffusion_lab.networks.blocks import group_norm
 class ConvDown(nn.Sequential):
     def __init__(self, cin: int, cout: int):
         super().__init__(
-            nn.Conv2d(cin, cout, 3, stride=2, padding=1), group_norm(cout), nn.SiLU(),
-            nn.Conv2d(cout, cout, 3, padding=1), group_norm(cout), nn.SiLU(),
+            nn.Conv2d(cin, cout, 3, stride=2, padding=1),
+            group_norm(cout),
+            nn.SiLU(),
+            nn.Conv2d(cout, cout, 3, padding=1),
+            group_norm(cout),
+            nn.SiLU(),
         )
 
 

@@ -35,8 +35,8 @@ code cannot build them); ``attention=False`` (no linear attention) is a project 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -342,8 +342,9 @@ class ResidualUNet(nn.Module):
         self.time_scale = config.time_scale
         self.time_embed = NoiseLevelEmbedding(base)
         self.down_levels = nn.ModuleList(
-            DenoiserDownLevel(cin, cout, int(cout * config.context_dim_factor), base, config.attention,
-                              last=i == len(widths) - 1)
+            DenoiserDownLevel(
+                cin, cout, int(cout * config.context_dim_factor), base, config.attention, last=i == len(widths) - 1
+            )
             for i, (cin, cout) in enumerate(widths)
         )
         mid = widths[-1][1]
@@ -414,9 +415,11 @@ class RVDNetwork(nn.Module):
             mus.append(mu)
             contexts.append(context)
         mu = torch.stack([torch.zeros_like(video[:, 0]), *mus], dim=1)
-        context = [
-            torch.stack([torch.zeros_like(per_step[0]), *per_step], dim=1) for per_step in zip(*contexts)
-        ] if contexts else []
+        context = (
+            [torch.stack([torch.zeros_like(per_step[0]), *per_step], dim=1) for per_step in zip(*contexts)]
+            if contexts
+            else []
+        )
         return mu, context
 
     # ---- the denoiser, as the framework calls it
@@ -427,8 +430,11 @@ class RVDNetwork(nn.Module):
             raise ValueError(f"image_size: the network was built for {self.image_size}x{self.image_size}, got {h}x{w}")
         if c != self.channels:
             raise ValueError(f"channels: the network takes {self.channels} channels, got {c}")
-        selected = mask.latent.to(z.device) if mask is not None else torch.ones(batch, frames, dtype=torch.bool,
-                                                                                 device=z.device)
+        selected = (
+            mask.latent.to(z.device)
+            if mask is not None
+            else torch.ones(batch, frames, dtype=torch.bool, device=z.device)
+        )
         out = torch.zeros_like(z)
         if not selected.any():
             return out

@@ -27,8 +27,8 @@ forward pass of its blocks per training step. For networks whose activations do 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn

@@ -131,8 +131,9 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         height = x.shape[-2]
-        q, k, v = rearrange(self.qkv(self.norm(x)), "n (three heads d) y x -> three n heads (y x) d", three=3,
-                            heads=self.num_heads).contiguous()  # contiguous heads: SDPA's fused CPU kernel
+        q, k, v = rearrange(
+            self.qkv(self.norm(x)), "n (three heads d) y x -> three n heads (y x) d", three=3, heads=self.num_heads
+        ).contiguous()  # contiguous heads: SDPA's fused CPU kernel
         out = rearrange(F.scaled_dot_product_attention(q, k, v), "n heads (y x) d -> n (heads d) y x", y=height)
         return x + self.proj_out(out)
 
@@ -152,8 +153,9 @@ class TemporalAttention(ContextBlock):
         """x: (B*T, C, H, W); ctx.frame_indices (B, T); ctx.attn_mask (B, T, T) from ``temporal_attention_allowed``."""
         height = x.shape[-2]
         qkv = self.qkv(self.norm(x))
-        q, k, v = rearrange(qkv, "(b t) (three heads d) y x -> three b (y x) heads t d", b=ctx.batch, three=3,
-                            heads=self.num_heads)
+        q, k, v = rearrange(
+            qkv, "(b t) (three heads d) y x -> three b (y x) heads t d", b=ctx.batch, three=3, heads=self.num_heads
+        )
         bias = self.relative_position(ctx.frame_indices).to(q.dtype)  # (B, heads, T, T)
         bias = bias.masked_fill(~ctx.attn_mask[:, None], float("-inf"))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None])  # broadcast over positions
@@ -203,7 +205,12 @@ class ConditionEmbedding(nn.Module):
         return self.num_classes is not None or self.cond_dim is not None
 
     def forward(
-        self, batch: int, device: torch.device, label: Tensor | None, cond_vector: Tensor | None, drop_cond: Tensor | None
+        self,
+        batch: int,
+        device: torch.device,
+        label: Tensor | None,
+        cond_vector: Tensor | None,
+        drop_cond: Tensor | None,
     ) -> Tensor | None:
         if label is not None and self.num_classes is None:
             raise ValueError("num_classes: the batch carries class labels but the model has no classes (num_classes)")

@@ -11,9 +11,10 @@ naming it. Nothing of the official code is used: only its checkpoints' key names
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -25,7 +26,7 @@ from video_diffusion_lab.networks.ramvid_unet import RaMViDUNet, RaMViDUNetConfi
 from video_diffusion_lab.networks.rvd import RVDNetwork, RVDNetworkConfig
 
 METHODS = {"fdm": fdm, "ramvid": ramvid, "rvd": rvd}
-NetworkConfig = Union[FDMUNetConfig, RaMViDUNetConfig, RVDNetworkConfig]
+NetworkConfig = FDMUNetConfig | RaMViDUNetConfig | RVDNetworkConfig
 
 __all__ = [
     "METHODS",

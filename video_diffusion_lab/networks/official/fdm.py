@@ -4,8 +4,9 @@ released ``scripts/video_sample.py`` does)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from video_diffusion_lab.networks.fdm_unet import FDMUNet, FDMUNetConfig
 from video_diffusion_lab.networks.official.improved_diffusion import (
@@ -18,12 +19,30 @@ from video_diffusion_lab.networks.official.improved_diffusion import (
     mean_half_of_output,
     require,
 )
-from video_diffusion_lab.networks.official.keys import OfficialCheckpointError, expected_shapes, load_checkpoint, map_weights
+from video_diffusion_lab.networks.official.keys import (
+    OfficialCheckpointError,
+    expected_shapes,
+    load_checkpoint,
+    map_weights,
+)
 
 NETWORK_ARGS = (
-    "image_size", "num_channels", "num_res_blocks", "num_heads", "num_heads_upsample", "attention_resolutions",
-    "dropout", "learn_sigma", "class_cond", "diffusion_steps", "noise_schedule", "predict_xstart",
-    "rescale_timesteps", "use_scale_shift_norm", "use_rpe_net", "max_frames",
+    "image_size",
+    "num_channels",
+    "num_res_blocks",
+    "num_heads",
+    "num_heads_upsample",
+    "attention_resolutions",
+    "dropout",
+    "learn_sigma",
+    "class_cond",
+    "diffusion_steps",
+    "noise_schedule",
+    "predict_xstart",
+    "rescale_timesteps",
+    "use_scale_shift_norm",
+    "use_rpe_net",
+    "max_frames",
 )
 
 RENAMES = (

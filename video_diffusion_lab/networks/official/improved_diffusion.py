@@ -7,8 +7,9 @@ block like ``networks.unet.UNet``; only the names inside the blocks differ. ``UN
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from video_diffusion_lab.networks.official.keys import OfficialCheckpointError
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -70,7 +70,7 @@ def load_checkpoint(path) -> object:
     """``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary pickled code."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # UnpicklingError for foreign globals, RuntimeError / EOFError for broken files
+    except Exception as error:  # noqa: BLE001 - UnpicklingError for foreign globals, RuntimeError / EOFError for broken files
         raise OfficialCheckpointError(
             f"{path}: cannot be read as a checkpoint with weights_only=True ({error})"
         ) from None

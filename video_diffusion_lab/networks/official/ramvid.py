@@ -3,8 +3,9 @@ or ``model<step>.pt``); the network is rebuilt from the training flags, passed a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -17,18 +18,42 @@ from video_diffusion_lab.networks.official.improved_diffusion import (
     file_name_info,
     mean_half_of_output,
 )
-from video_diffusion_lab.networks.official.keys import OfficialCheckpointError, expected_shapes, load_checkpoint, map_weights
+from video_diffusion_lab.networks.official.keys import (
+    OfficialCheckpointError,
+    expected_shapes,
+    load_checkpoint,
+    map_weights,
+)
 from video_diffusion_lab.networks.ramvid_unet import RaMViDUNet, RaMViDUNetConfig
 
 # The released scripts' defaults (diffusion_openai/script_util.py model_and_diffusion_defaults and
 # scripts/video_train.py): a flag not given is the script's default, as on the official command line.
 DEFAULTS: dict[str, Any] = dict(
-    image_size=64, num_channels=128, num_res_blocks=2, num_heads=4, num_heads_upsample=-1,
-    attention_resolutions="16,8", dropout=0.0, learn_sigma=False, sigma_small=False, class_cond=False,
-    diffusion_steps=1000, noise_schedule="linear", timestep_respacing="", use_kl=False, predict_xstart=False,
-    rescale_timesteps=True, rescale_learned_sigmas=True, use_checkpoint=False, use_scale_shift_norm=True,
-    scale_time_dim=20, rgb=True,
-    seq_len=20, max_num_mask_frames=4, uncondition_rate=0.0, ema_rate="0.9999",
+    image_size=64,
+    num_channels=128,
+    num_res_blocks=2,
+    num_heads=4,
+    num_heads_upsample=-1,
+    attention_resolutions="16,8",
+    dropout=0.0,
+    learn_sigma=False,
+    sigma_small=False,
+    class_cond=False,
+    diffusion_steps=1000,
+    noise_schedule="linear",
+    timestep_respacing="",
+    use_kl=False,
+    predict_xstart=False,
+    rescale_timesteps=True,
+    rescale_learned_sigmas=True,
+    use_checkpoint=False,
+    use_scale_shift_norm=True,
+    scale_time_dim=20,
+    rgb=True,
+    seq_len=20,
+    max_num_mask_frames=4,
+    uncondition_rate=0.0,
+    ema_rate="0.9999",
 )
 
 RENAMES = UNET_RENAMES  # the attention blocks' names (norm, qkv, proj_out) are ours already

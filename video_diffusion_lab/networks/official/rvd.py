@@ -5,36 +5,78 @@ schedule buffers. The network is rebuilt from the release's ``config.py`` values
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
 from video_diffusion_lab.networks.official.improved_diffusion import OfficialDiffusion
-from video_diffusion_lab.networks.official.keys import OfficialCheckpointError, expected_shapes, load_checkpoint, map_weights
+from video_diffusion_lab.networks.official.keys import (
+    OfficialCheckpointError,
+    expected_shapes,
+    load_checkpoint,
+    map_weights,
+)
 from video_diffusion_lab.networks.rvd import RVDNetwork, RVDNetworkConfig
 
 # config.py's training settings (the network's are derived from img_size below, as config.py does)
 DEFAULTS: dict[str, Any] = dict(
-    iteration_step=1600, context_dim_factor=1, transform_dim_factor=1, pred_mode="noise", transform_mode="residual",
-    backbone="resnet", loss_type="l1", clip_noise=True, img_channel=3, ema_decay=0.99, ema_step=5,
-    ema_start_step=2000, init_num_of_frame=4, aux_loss=False,
+    iteration_step=1600,
+    context_dim_factor=1,
+    transform_dim_factor=1,
+    pred_mode="noise",
+    transform_mode="residual",
+    backbone="resnet",
+    loss_type="l1",
+    clip_noise=True,
+    img_channel=3,
+    ema_decay=0.99,
+    ema_step=5,
+    ema_start_step=2000,
+    init_num_of_frame=4,
+    aux_loss=False,
 )
 NETWORK_KEYS = ("img_size", "embed_dim", "dim_mults", "transform_dim_mults", "sequence_length")
 DATA_CONFIG_KEYS = ("img_size", "img_channel", "sequence_length", "dataset_name")
 # config.py's other names: accepted (a copy of the whole file's values is fine) and not used
 UNUSED = (
-    "n_step", "scheduler_checkpoint_step", "log_checkpoint_step", "gradient_accumulate_every", "lr", "decay", "minf",
-    "optimizer", "load_model", "load_step", "val_num_of_batch", "additional_note", "batch_size", "model_name",
-    "result_root", "tensorboard_root", "data_path", "add_noise", "img_hz_flip",
+    "n_step",
+    "scheduler_checkpoint_step",
+    "log_checkpoint_step",
+    "gradient_accumulate_every",
+    "lr",
+    "decay",
+    "minf",
+    "optimizer",
+    "load_model",
+    "load_step",
+    "val_num_of_batch",
+    "additional_note",
+    "batch_size",
+    "model_name",
+    "result_root",
+    "tensorboard_root",
+    "data_path",
+    "add_noise",
+    "img_hz_flip",
 )
 KNOWN = {*DEFAULTS, *NETWORK_KEYS, *DATA_CONFIG_KEYS, *UNUSED}
 
 # The schedule buffers of GaussianDiffusion: not network weights; ``betas`` is checked against our schedule.
 SCHEDULE_BUFFERS = (
-    "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
-    "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_variance",
-    "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2",
+    "betas",
+    "alphas_cumprod",
+    "alphas_cumprod_prev",
+    "sqrt_alphas_cumprod",
+    "sqrt_one_minus_alphas_cumprod",
+    "log_one_minus_alphas_cumprod",
+    "sqrt_recip_alphas_cumprod",
+    "sqrt_recipm1_alphas_cumprod",
+    "posterior_variance",
+    "posterior_log_variance_clipped",
+    "posterior_mean_coef1",
+    "posterior_mean_coef2",
 )
 
 LEVEL = r"\.(\d+)\."
@@ -86,8 +128,10 @@ def official_arguments(official_args: Mapping[str, Any] | None) -> dict[str, Any
         raise OfficialCheckpointError(f"--official-args: unknown RVD settings {unknown}; known: {sorted(KNOWN)}")
     args = {**DEFAULTS, **{k: v for k, v in data_config.items() if k in DATA_CONFIG_KEYS}, **given}
     if "img_size" not in args:
-        raise OfficialCheckpointError("img_size: RVD's official arguments must give the image size (config.py's "
-                                      "data_config['img_size']); the network's widths follow from it")
+        raise OfficialCheckpointError(
+            "img_size: RVD's official arguments must give the image size (config.py's "
+            "data_config['img_size']); the network's widths follow from it"
+        )
     size = int(args["img_size"])
     if size == 64:
         derived = dict(embed_dim=48, transform_dim_mults=(1, 2, 2, 4), dim_mults=(1, 2, 4, 8))
