@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,8 @@ def read_png(path: Path) -> np.ndarray:
 class BAIRDataset(Dataset):
     """One clip per trajectory. ``items``: ("tfrecord", path, offset, length) or ("png", folder, steps)."""
 
+    read_errors = READ_ERRORS
+
     def __init__(
         self,
         items: list[tuple],
@@ -176,28 +179,30 @@ class BAIRDataset(Dataset):
         start = window_start(steps, span, random=self.train)
         return list(range(start, start + span, self.frame_stride))
 
-    def load_tfrecord(self, path: str, offset: int, length: int) -> dict[str, torch.Tensor]:
-        example = read_record(path, offset, length)
-        positions = self.positions(record_steps(example, self.camera_key))
-        frames = np.stack([raw_frame(bytes_feature(example, f"{t}/{self.camera_key}/encoded")) for t in positions])
+    def read(self, index: int, choose: Callable[[int], Sequence[int]]) -> dict[str, torch.Tensor]:
+        """The trajectory's reader: uint8 "frames" (T, H, W, 3) at the steps ``choose(number of steps)``, their
+        "frame_indices" and, from TFRecords, the "actions" (T, 4) and "endeffector_pos" (T, 3) of those steps."""
+        kind, *where = self.items[index]
+        if kind == "png":
+            folder, steps = where
+            positions = list(choose(steps))
+            return {
+                "frames": np.stack([read_png(Path(folder) / f"{t}.png") for t in positions]),
+                "frame_indices": torch.tensor(positions, dtype=torch.long),
+            }
+        example = read_record(*where)
+        positions = list(choose(record_steps(example, self.camera_key)))
+        frames = [raw_frame(bytes_feature(example, f"{t}/{self.camera_key}/encoded")) for t in positions]
         return {
-            "video": frames_to_clip(frames, self.image_size, flip=self.horizontal_flip),
+            "frames": np.stack(frames),
             "frame_indices": torch.tensor(positions, dtype=torch.long),
             "actions": torch.tensor([float_feature(example, f"{t}/action") for t in positions]),
             "endeffector_pos": torch.tensor([float_feature(example, f"{t}/endeffector_pos") for t in positions]),
         }
 
-    def load_png(self, folder: str, steps: int) -> dict[str, torch.Tensor]:
-        positions = self.positions(steps)
-        frames = np.stack([read_png(Path(folder) / f"{t}.png") for t in positions])
-        return {
-            "video": frames_to_clip(frames, self.image_size, flip=self.horizontal_flip),
-            "frame_indices": torch.tensor(positions),
-        }
-
     def load(self, index: int) -> dict[str, torch.Tensor]:
-        kind, *where = self.items[index]
-        return self.load_tfrecord(*where) if kind == "tfrecord" else self.load_png(*where)
+        item = self.read(index, self.positions)
+        return {"video": frames_to_clip(item.pop("frames"), self.image_size, flip=self.horizontal_flip), **item}
 
     def describe(self, index: int) -> str:
         kind, path, *rest = self.items[index]

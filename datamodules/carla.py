@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,9 @@ from video_diffusion_lab.datamodules.video_index import (
     RealDataModule,
     SkipLog,
     carve_validation,
-    frames_to_clip,
     load_or_substitute,
-    uint8_to_unit_range,
+    resize_uint8,
+    unit_range_after_transfer,
     window_start,
 )
 
@@ -70,16 +71,10 @@ def load_video(path: Path) -> torch.Tensor:
     return video
 
 
-def uint8_clip(frames: torch.Tensor, image_size: int) -> torch.Tensor:
-    """uint8 (T, H, W, 3) -> uint8 (T, 3, S, S): a copy of the frames at the released 128x128 size; other sizes are
-    resized as ``frames_to_clip`` does and rounded back to uint8 (an error of at most half a level)."""
-    if frames.shape[1] == frames.shape[2] == image_size:
-        return frames.permute(0, 3, 1, 2).contiguous()
-    return frames_to_clip(frames, image_size).add_(1).mul_(127.5).round_().to(torch.uint8)
-
-
 class CARLADataset(Dataset):
     """One clip per video: {"video": uint8 (T, 3, S, S), "frame_indices": (T,), "coords": (T, 2), ...}."""
+
+    read_errors = READ_ERRORS
 
     def __init__(
         self,
@@ -100,32 +95,41 @@ class CARLADataset(Dataset):
     def __len__(self) -> int:
         return len(self.names)
 
-    def positions(self, available: int) -> torch.Tensor:
+    def positions(self, available: int) -> range:
         count = self.num_frames or (available - 1) // self.frame_stride + 1
         span = (count - 1) * self.frame_stride + 1
         start = window_start(available, span, random=self.train)
-        return torch.arange(start, start + span, self.frame_stride)
+        return range(start, start + span, self.frame_stride)
 
-    def load(self, index: int) -> dict[str, torch.Tensor]:
+    def describe(self, index: int) -> str:
+        return str(self.root / self.names[index])
+
+    def read(self, index: int, choose: Callable[[int], range]) -> dict[str, torch.Tensor]:
+        """The video's reader: uint8 "frames" (T, H, W, 3) at ``choose(number of frames)`` (evenly spaced),
+        their "frame_indices" and, with ``return_coords``, "coords" (T, 2)."""
         name = self.names[index]
         video = load_video(self.root / name)
-        positions = self.positions(video.shape[0])
-        first, last = int(positions[0]), int(positions[-1])
-        item = {  # a strided slice of the memory map, not fancy indexing: no intermediate copy of the frames
-            "video": uint8_clip(video[first : last + 1 : self.frame_stride], self.image_size),
-            "frame_indices": positions,
+        positions = choose(video.shape[0])
+        # A strided slice of the memory map, not fancy indexing: no intermediate copy of the frames.
+        item = {
+            "frames": video[positions.start : positions.stop : positions.step],
+            "frame_indices": torch.arange(positions.start, positions.stop, positions.step),
         }
         if self.return_coords:
             coords = np.load(self.root / coords_name(name), mmap_mode="r")
             if coords.shape[0] != video.shape[0]:
                 raise ValueError(f"{coords_name(name)} has {coords.shape[0]} rows for {video.shape[0]} frames")
-            item["coords"] = torch.from_numpy(np.asarray(coords[positions.numpy(), :2], dtype=np.float32))
+            item["coords"] = torch.from_numpy(
+                np.asarray(coords[positions.start : positions.stop : positions.step, :2], dtype=np.float32)
+            )
         return item
 
+    def load(self, index: int) -> dict[str, torch.Tensor]:
+        item = self.read(index, self.positions)
+        return {"video": resize_uint8(item.pop("frames"), self.image_size), **item}
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return load_or_substitute(
-            len(self), index, self.load, lambda i: str(self.root / self.names[i]), READ_ERRORS, self.skip_log
-        )
+        return load_or_substitute(len(self), index, self.load, self.describe, READ_ERRORS, self.skip_log)
 
 
 class CARLADataModule(RealDataModule):
@@ -163,17 +167,8 @@ class CARLADataModule(RealDataModule):
         self.val_size, self.seed = val_size, seed
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """uint8 "video" -> float in [-1, 1], where the batch now is (on the accelerator). A model that keeps whole
-        training videos on the CPU and converts only the frames it picks (``converts_training_frames``: FDM) gets
-        them as uint8 in training."""
-        video = batch.get("video") if isinstance(batch, dict) else None
-        trainer = self.trainer
-        module = trainer.lightning_module if trainer is not None else None
-        if trainer is not None and trainer.training and getattr(module, "converts_training_frames", False):
-            return batch
-        if isinstance(video, torch.Tensor) and video.dtype == torch.uint8:
-            batch = {**batch, "video": uint8_to_unit_range(video)}
-        return batch
+        """uint8 "video" -> float in [-1, 1] on the accelerator (FDM keeps whole training videos as uint8)."""
+        return unit_range_after_transfer(self.trainer, batch)
 
     def check_layout(self) -> None:
         super().check_layout()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,8 @@ def find_classes(root: Path) -> list[str]:
 class KineticsDataset(Dataset):
     """One clip per video: {"video": (T, 3, S, S) in [-1, 1], "frame_indices": (T,), "label", "index", ...}."""
 
+    read_errors = DECODE_ERRORS
+
     def __init__(
         self,
         root: str | Path,
@@ -239,20 +242,29 @@ class KineticsDataset(Dataset):
         start = window_start(int(self.frame_counts[index]), span, random=self.train)
         return np.floor(start + step * np.arange(self.num_frames) + 1e-6).astype(int).tolist()
 
-    def load(self, index: int) -> dict[str, torch.Tensor]:
-        positions = self.frame_positions(index)
-        frames = read_frames(self.path(index), positions)
-        clip = frames_to_clip(frames, self.image_size, random_crop=self.random_crop, flip=self.horizontal_flip)
+    def describe(self, index: int) -> str:
+        return str(self.path(index))
+
+    def read(self, index: int, choose: Callable[[int], Sequence[int]]) -> dict[str, torch.Tensor]:
+        """The video's reader: uint8 "frames" (T, H, W, 3) at ``choose(number of frames)``, decoded with decord,
+        their "frame_indices" and the class "label"."""
+        positions = list(choose(int(self.frame_counts[index])))
         return {
-            "video": clip,
+            "frames": read_frames(self.path(index), positions),
             "frame_indices": torch.tensor(positions, dtype=torch.long),
             "label": torch.tensor(int(self.labels[index]), dtype=torch.long),
         }
 
+    def load(self, index: int) -> dict[str, torch.Tensor]:
+        item = self.read(index, lambda _: self.frame_positions(index))
+        frames = item.pop("frames")
+        return {
+            "video": frames_to_clip(frames, self.image_size, random_crop=self.random_crop, flip=self.horizontal_flip),
+            **item,
+        }
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return load_or_substitute(
-            len(self), index, self.load, lambda i: str(self.path(i)), DECODE_ERRORS, self.skip_log
-        )
+        return load_or_substitute(len(self), index, self.load, self.describe, DECODE_ERRORS, self.skip_log)
 
 
 def frame_step(fps: float, frame_stride: int | None, target_fps: float | None) -> float:

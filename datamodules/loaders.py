@@ -85,14 +85,23 @@ class ResumableSampler(DistributedSampler):
         return iter([(self.epoch, index) for index in indices[start:]])
 
 
-class ResumableLoader(DataLoader):
-    """The training DataLoader; ``position`` is {"epoch", "batches"}: the batches of that epoch already trained on."""
+class TracksTrainedBatches:
+    """A training loader whose checkpointed state is the batches trained on: ``position`` is {"epoch", "batches"},
+    the batches of that epoch already trained on, moved by ``callbacks.ExactResume`` after every trained batch
+    (Lightning fetches ahead, so what the loader has yielded is not what the model has trained on)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.position = {"epoch": 0, "batches": 0}
+
+
+class ResumableLoader(TracksTrainedBatches, DataLoader):
+    """The training DataLoader of the map-style data sets."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         if not isinstance(self.sampler, ResumableSampler):
             raise TypeError("ResumableLoader needs a ResumableSampler")
-        self.position = {"epoch": 0, "batches": 0}
 
     def layout(self) -> dict[str, int]:
         """What a position means: the same numbers of batches cover the same clips only with the same layout."""

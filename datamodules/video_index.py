@@ -267,6 +267,28 @@ def frames_to_clip(
     return clip.div_(127.5).sub_(1)
 
 
+def resize_uint8(frames: np.ndarray | torch.Tensor, image_size: int) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> uint8 (T, 3, S, S): the frames as they are when already S x S, else resized and cropped
+    as ``frames_to_clip`` does and rounded back to uint8 (an error of at most half a level)."""
+    frames = torch.as_tensor(frames)
+    if frames.shape[1] == frames.shape[2] == image_size:
+        return frames.permute(0, 3, 1, 2).contiguous()
+    return frames_to_clip(frames, image_size).add_(1).mul_(127.5).round_().to(torch.uint8)
+
+
+def unit_range_after_transfer(trainer: pl.Trainer | None, batch: Any) -> Any:
+    """A batch whose "video" is uint8 (loaders ship a quarter of the bytes) -> float in [-1, 1], where the batch now
+    is (on the accelerator). A model that keeps whole training videos on the CPU and converts only the frames it picks
+    (``converts_training_frames``: FDM) gets them as uint8 in training. For ``on_after_batch_transfer``."""
+    video = batch.get("video") if isinstance(batch, dict) else None
+    module = trainer.lightning_module if trainer is not None else None
+    if trainer is not None and trainer.training and getattr(module, "converts_training_frames", False):
+        return batch
+    if isinstance(video, torch.Tensor) and video.dtype == torch.uint8:
+        batch = {**batch, "video": uint8_to_unit_range(video)}
+    return batch
+
+
 def window_start(available: int, span: int, random: bool) -> int:
     """First frame of a ``span``-frame window in ``available`` frames: uniform in training, 0 in evaluation.
     Uses the torch RNG, which the training loader seeds per (seed, epoch, clip) (``datamodules.loaders``)."""
