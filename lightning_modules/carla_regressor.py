@@ -1,13 +1,13 @@
-"""Training the CARLA position regressor from scratch (frames + coords of CARLADataModule), for FDM's WD and PO.
+"""Training this project's CARLA position regressor from scratch (frames + coords of CARLADataModule), for FDM's WD
+and OP (``docs/carla.md``). The paper's numbers come from FDM's released regressor (``vdiff-import carla_regressor``);
+this one is the fallback of ``CARLAPositionMetrics(regressor_checkpoint=...)``, and every report names which ran.
 
 Every frame of every training clip is an example: regress the normalised map (x, y) with an MSE loss; the
 normalisation (mean / std of x and y) is estimated from the first training batches and kept in the network's buffers,
 so a checkpoint maps frames to map coordinates on its own. Validation and test report the mean Euclidean error in map
 units (metres in Town01).
 
-    python -m lightning_modules.carla_regressor fit --config experiments/carla_position_regressor.yaml
-
-(``vdiff`` accepts only video diffusion models; this entry point is the same CLI for any LightningModule.)
+    vdiff fit --config experiments/carla_position_regressor.yaml --data.init_args.root <CARLA folder>
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ from tests.tiny_run import REPO
 from video_diffusion_lab import cli as vdiff
 
 TINY_RAMVID = [
+    "--trainer.devices",  # the paper config trains on 8; evaluating the tiny clips takes one process
+    "1",
     "--model.init_args.network.model_channels",
     "8",
     "--model.init_args.network.channel_mult",
@@ -61,15 +63,21 @@ class RandomI3D(nn.Module):
         return self.proj(torch.cat([v.mean(dim=(2, 3, 4)), v.std(dim=(2, 3, 4))], dim=1))
 
 
-@pytest.fixture
-def i3d_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "weights" / "i3d_torchscript.pt"
-    path.parent.mkdir()
-    torch.manual_seed(0)
+def save_detector(path: Path, seed: int) -> Path:
+    """A ``RandomI3D`` with weights drawn from ``seed``, saved as TorchScript at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.script(RandomI3D().eval()).save(str(path))
+    return path
+
+
+@pytest.fixture
+def i3d_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = save_detector(tmp_path / "weights" / "i3d_torchscript.pt", seed=0)
     monkeypatch.setenv("FVD_I3D_TORCHSCRIPT", str(path))
+    monkeypatch.setenv("VIDEO_DIFFUSION_CACHE", str(tmp_path / "cache"))  # the real-feature cache
     return path
 
 
@@ -100,7 +108,7 @@ def test_bair_1_to_15_protocol_reports_fvd_crps_and_best_of_n(tmp_path: Path, i3
     )
     report = read_report(run_dir)
     assert report["task"] == "prediction" and report["num_given"] == 1
-    assert report["fvd_weights"] == "styleganv" and report["protocol"]["fvd"] == "styleganv"
+    assert report["fvd_protocol"]["extractor"] == "styleganv" and report["protocol"]["fvd"] == "styleganv"
     assert {"psnr_mean", "psnr_best", "ssim_mean", "ssim_best", "crps", "fvd"} <= set(report["model"])
     assert report["model"]["fvd"] >= 0 and report["model"]["psnr_best"] >= report["model"]["psnr_mean"]
     assert report["num_videos"] == 2
@@ -127,7 +135,7 @@ def test_kinetics_5_to_11_protocol_on_published_layout(tmp_path: Path, i3d_file:
     )
     report = read_report(run_dir)
     assert report["num_given"] == 5 and report["video_length"] == 16
-    assert report["fvd_weights"] == "styleganv" and report["model"]["fvd"] >= 0
+    assert report["fvd_protocol"]["extractor"] == "styleganv" and report["model"]["fvd"] >= 0
 
 
 def test_required_fvd_weights_missing_stops_with_the_file_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,5 +41,12 @@ def test_metrics_identical_under_two_process_ddp(tmp_path: Path) -> None:
     # ...yet every rank reports the single-process value (states are all-reduced sums).
     for rank_result in ranks:
         for key, value in single.items():
-            if key != "local_real_n":
+            if key not in ("local_real_n", "cached"):
                 assert rank_result[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+    # The real-feature cache under DDP: rank 0 saved the clips of both ranks, and the next pass read all of them.
+    for rank_result in ranks:
+        assert rank_result["cache_entries"] == 11
+        first, second = rank_result["cached_first"], rank_result["cached_second"]
+        assert first["real"] == second["real"] == 11 and first["from_cache"] == 0 and second["from_cache"] == 11
+        assert first["fvd"] == pytest.approx(single["cached"]["fvd"], rel=1e-6)  # float32 features, other batches
+        assert second["fvd"] == pytest.approx(first["fvd"], rel=1e-6)

@@ -1,6 +1,7 @@
 """vdiff-import and its core ``read_official``: every misfit between a checkpoint and the network rebuilt from its
 official arguments is an error naming the weights or the argument concerned; the CLI writes a Lightning checkpoint
-that ``<Method>.load_from_checkpoint`` and ``vdiff test`` run."""
+that ``<Method>.load_from_checkpoint`` and ``vdiff test`` run. FDM's released CARLA regressor, written by the
+official code (``tests/fixtures/carla_regressor``), imports to a network that gives the official outputs."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ import torch
 import yaml
 
 from video_diffusion_lab import import_cli as vdiff_import
+from video_diffusion_lab.metrics.weights import file_sha256
 from video_diffusion_lab.networks.official import OfficialCheckpointError, load_official_args, read_official
+from video_diffusion_lab.networks.official.carla_regressor import load_imported, read_carla_regressor
+from video_diffusion_lab.networks.position_regressor import CellPositionRegressor, ResNetConfig, ResNetTrunk
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "official_reference"
 needs_reference = pytest.mark.skipif(
     not (SHARED / "manifest.json").is_file(), reason=f"no official reference checkpoints at {SHARED}"
 )
+RELEASED_REGRESSOR = Path(__file__).resolve().parent / "fixtures" / "carla_regressor"
 
 
 def entry(method: str) -> dict:
@@ -172,3 +177,63 @@ def test_cli_checkpoint_loads_and_runs_with_vdiff_test(tmp_path, capsys):
     vdiff.run(["test", "--config", str(config), "--config", str(out.with_suffix(".yaml")), "--ckpt_path", str(out)])
     report = json.loads((run / "metrics_test.json").read_text())
     assert report["checkpoint_global_step"] == 1234 and report["num_videos"] == 4
+
+
+def import_released_regressor(out: Path, classifier: str = "classifier", regressor: str = "regressor") -> int:
+    return vdiff_import.main(
+        [
+            "carla_regressor",
+            str(RELEASED_REGRESSOR / f"{regressor}_checkpoint.pth"),
+            "--classifier",
+            str(RELEASED_REGRESSOR / f"{classifier}_checkpoint.pth"),
+            "--out",
+            str(out),
+        ]
+    )
+
+
+def test_released_carla_regressor_gives_the_official_outputs(tmp_path):
+    """The two files the official carla_regressor.py saved, imported, give the official code's cells and positions
+    for the same uint8 frames, fed as the data modules give frames (in [-1, 1])."""
+    assert import_released_regressor(tmp_path / "carla_regressor.pt") == 0
+    network, record = load_imported(tmp_path / "carla_regressor.pt")
+    official = torch.load(RELEASED_REGRESSOR / "official_outputs.pt", weights_only=True)
+    frames = official["frames"].permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        logits, _ = network(network.normalise(frames))
+        positions = network.positions(frames)
+    assert len(set(official["cells"].tolist())) >= 4, "the fixture routes frames through several cells' heads"
+    assert torch.equal(logits.argmax(dim=1), official["cells"])
+    torch.testing.assert_close(logits, official["classifier_logits"], rtol=0, atol=1e-4)
+    torch.testing.assert_close(positions, official["coords"], rtol=1e-6, atol=1e-3)  # metres, values in the 100s
+    for role in ("classifier", "regressor"):
+        assert record["sources"][role]["sha256"] == file_sha256(RELEASED_REGRESSOR / f"{role}_checkpoint.pth")
+    assert record["kind"] == "released" and record["sha256"] == file_sha256(tmp_path / "carla_regressor.pt")
+
+
+def test_released_carla_regressor_default_is_two_resnet152s():
+    """torchvision's resnet152 has 60,192,808 parameters, 2,049,000 of them in its 1000-way fc: the released pair is
+    two such trunks, a 100-way classifier layer and 100 heads of 2 x 2048 + 2."""
+    with torch.device("meta"):
+        trunk, network = ResNetTrunk(ResNetConfig()), CellPositionRegressor()
+    assert sum(p.numel() for p in trunk.parameters()) == 60_192_808 - 2_049_000
+    assert sum(p.numel() for p in network.parameters()) == 2 * 58_143_808 + 2048 * 100 + 100 + 100 * (2 * 2048 + 2)
+
+
+def test_released_carla_regressor_misfits_are_named(tmp_path, capsys):
+    assert import_released_regressor(tmp_path / "r.pt", classifier="regressor", regressor="classifier") == 1
+    assert "fc.weight" in capsys.readouterr().err, "the swapped files are named as such"
+    state = torch.load(RELEASED_REGRESSOR / "regressor_checkpoint.pth", weights_only=True)
+    del state["resnet.layer2.1.bn2.running_var"]
+    torch.save(state, tmp_path / "regressor_checkpoint.pth")
+    with pytest.raises(OfficialCheckpointError, match=r"missing from the checkpoint: regressor\.stages\.1\.1\.spatial"):
+        read_carla_regressor(RELEASED_REGRESSOR / "classifier_checkpoint.pth", tmp_path / "regressor_checkpoint.pth")
+    state = torch.load(RELEASED_REGRESSOR / "regressor_checkpoint.pth", weights_only=True)
+    state["regressors.100.weight"], state["regressors.100.bias"] = torch.zeros(2, 512), torch.zeros(2)
+    torch.save(state, tmp_path / "regressor_checkpoint.pth")
+    with pytest.raises(OfficialCheckpointError, match="100 cells but the regressor 101 heads"):
+        read_carla_regressor(RELEASED_REGRESSOR / "classifier_checkpoint.pth", tmp_path / "regressor_checkpoint.pth")
+    assert vdiff_import.main(["carla_regressor", str(tmp_path / "regressor_checkpoint.pth"), "--out", "x.pt"]) == 2
+    assert "--classifier" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="vdiff-import carla_regressor"):
+        load_imported(tmp_path / "absent.pt")

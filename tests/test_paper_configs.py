@@ -3,8 +3,9 @@
 Every table row there names a key of the resolved config (``vdiff fit --config <config> --print_config``), the value
 it must have and its source. Each config is resolved alone and with its protocol overlay on top; every row must hold
 in both, so a config (or overlay) that departs from PAPERS.md fails here. ``global_batch`` is computed
-(batch_size x devices x accumulate_grad_batches); ``parameters`` is the network's parameter count built from the
-config on the meta device, against the official count.
+(devices x num_nodes x batch_size x accumulate_grad_batches), and every training config's header states it as that
+product; ``parameters`` is the network's parameter count built from the config on the meta device, against the
+official count.
 """
 
 from __future__ import annotations
@@ -59,14 +60,18 @@ REQUIRED_TRAINING = (
     M + "optimizer.init_args.lr",
     M + "ema.decay",
     "trainer.devices",
+    "trainer.num_nodes",
     "data.init_args.batch_size",
     "trainer.accumulate_grad_batches",
     "global_batch",
+    "trainer.max_steps",
 )
 REQUIRED_PROTOCOL = (M + "evaluation.num_samples", "trainer.limit_test_batches")
 TRAINING_ONLY = {"experiments/fdm_carla.yaml"}  # its protocol is fdm_carla_test.yaml
 PROTOCOL_ONLY = {"experiments/fdm_carla_test.yaml"}  # its model block is fdm_carla.yaml's (tested below)
 
+# "Global batch 32 = 8 devices x 1 node x 2 clips x 2 accumulated" in a config's header comment
+STATED_BATCH = re.compile(r"Global batch (\d+) = (\d+) devices? x (\d+) nodes? x (\d+) clips? x (\d+) accumulated")
 SECTION = re.compile(r"^### `(experiments/[\w./-]+\.yaml)`\s*$")
 OVERLAY = re.compile(r"^Protocol overlay: `(experiments/protocols/[\w./-]+\.yaml)`")
 ROW = re.compile(r"^\|[^|]*\|\s*`([^`]+)`\s*\|\s*`([^`]*)`\s*\|")
@@ -111,7 +116,12 @@ def resolved(*configs: str) -> dict[str, Any]:
 def lookup(config: dict[str, Any], key: str) -> Any:
     if key == "global_batch":
         trainer = config["trainer"]
-        return config["data"]["init_args"]["batch_size"] * trainer["devices"] * trainer["accumulate_grad_batches"]
+        return (
+            trainer["devices"]
+            * trainer["num_nodes"]
+            * config["data"]["init_args"]["batch_size"]
+            * trainer["accumulate_grad_batches"]
+        )
     value: Any = config
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
@@ -204,3 +214,28 @@ def test_rvd_learning_rate_follows_the_released_trainer(config: str) -> None:
     for step in [0, 1, 2000, 99_998, 99_999, *range(100_000, 100_012), 200_000, 999_999]:
         released = lr * (max(0.8 ** (step - 99_999), 0.2) if step >= 100_000 else 1.0)
         assert lr * schedule.factor(step) == pytest.approx(released), f"{config}: lr at step {step}"
+
+
+@pytest.mark.parametrize(
+    "config", sorted({*PAPER_CONFIGS, "experiments/carla_position_regressor.yaml"} - PROTOCOL_ONLY)
+)
+def test_header_states_the_global_batch_as_its_factors(config: str) -> None:
+    """Every paper config that trains (and the CARLA regressor's) says "Global batch N = D devices x M node(s) x B
+    clips x A accumulated" in its header, and the trainer and data blocks hold exactly those numbers, written out."""
+    text = (REPO / config).read_text()
+    header = " ".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))
+    stated = STATED_BATCH.search(header)
+    assert stated, f"{config}: the header must state 'Global batch N = D devices x M nodes x B clips x A accumulated'"
+    total, devices, nodes, clips, accumulated = map(int, stated.groups())
+    raw = yaml.safe_load(text)
+    trainer, data = raw["trainer"], raw["data"]["init_args"]
+    written = (
+        trainer.get("devices"),
+        trainer.get("num_nodes"),
+        data.get("batch_size"),
+        trainer.get("accumulate_grad_batches"),
+    )
+    assert written == (devices, nodes, clips, accumulated), f"{config}: the trainer / data blocks say {written}"
+    assert total == devices * nodes * clips * accumulated, f"{config}: {devices} x {nodes} x {clips} x {accumulated}"
+    if config in SPEC:
+        assert total == SPEC[config]["rows"]["global_batch"], f"{config}: PAPERS.md's global batch differs"

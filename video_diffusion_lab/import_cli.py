@@ -1,6 +1,8 @@
-"""vdiff-import: turn a released FDM, RaMViD or RVD checkpoint into a Lightning checkpoint of the method's module.
+"""vdiff-import: turn a released FDM, RaMViD or RVD checkpoint into a Lightning checkpoint of the method's module,
+or FDM's released CARLA regressor into the file the CARLA protocol reads.
 
     vdiff-import {fdm,ramvid,rvd} OFFICIAL_CHECKPOINT --out OUT.ckpt [--official-args JSON] [--weights ema|model]
+    vdiff-import carla_regressor regressor_checkpoint.pth --classifier classifier_checkpoint.pth --out OUT.pt
 
 The checkpoint is read in its repository's own save format (``networks.official``), the network is rebuilt from the
 official arguments and every weight is mapped; the result is a checkpoint of ``lightning_modules.<Method>`` with its
@@ -15,6 +17,10 @@ What the checkpoint's hyper-parameters hold: the clip shape, the network config,
 of the official run, and the official training settings the method's module has fields for (RaMViD's p_uncond and
 max_given, RVD's loss and warm-up; FDM's frames generated per pass, K // 2 as its sampling script). Sampling, task and
 evaluation are left to the config that runs it.
+
+The CARLA regressor (``networks.official.carla_regressor``): the released classifier and regressor files become one
+``CellPositionRegressor`` file that records the sha256 of both; ``CARLAPositionMetrics(released_regressor=OUT.pt)``
+runs it (``docs/carla.md``).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 import torch
 
 from video_diffusion_lab.networks.official import ImportedModel, OfficialCheckpointError, read_official
+from video_diffusion_lab.networks.official.carla_regressor import read_carla_regressor, save_imported
 
 MODULES = {
     "fdm": "video_diffusion_lab.lightning_modules.FDM",
@@ -35,6 +42,7 @@ MODULES = {
     "rvd": "video_diffusion_lab.lightning_modules.RVD",
 }
 INSTANTIATOR = "pytorch_lightning.cli.instantiate_module"
+CARLA_REGRESSOR = "carla_regressor"
 
 
 def lightning_hparams(imported: ImportedModel) -> dict[str, Any]:
@@ -136,11 +144,23 @@ def write_lightning_checkpoint(imported: ImportedModel, out: str | Path) -> Path
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="vdiff-import",
-        description="Import a released FDM / RaMViD / RVD checkpoint as a Lightning checkpoint of the method's module.",
+        description="Import a released FDM / RaMViD / RVD checkpoint as a Lightning checkpoint of the method's module, "
+        "or FDM's released CARLA regressor for the CARLA protocol.",
     )
-    parser.add_argument("method", choices=sorted(MODULES))
-    parser.add_argument("checkpoint", type=Path, help="the file as downloaded from the official release")
-    parser.add_argument("--out", type=Path, required=True, help="the Lightning checkpoint to write (.ckpt)")
+    parser.add_argument("method", choices=[*sorted(MODULES), CARLA_REGRESSOR])
+    parser.add_argument(
+        "checkpoint",
+        type=Path,
+        help=f"the file as downloaded from the official release ({CARLA_REGRESSOR}: regressor_checkpoint.pth)",
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help=f"the file to write (a .ckpt; {CARLA_REGRESSOR}: e.g. a .pt)"
+    )
+    parser.add_argument(
+        "--classifier",
+        type=Path,
+        help=f"{CARLA_REGRESSOR}: the released classifier_checkpoint.pth (it picks the regressor's map cell)",
+    )
     parser.add_argument(
         "--official-args",
         help="a JSON object (or a JSON file) with the official scripts' own flag names, e.g. RaMViD's "
@@ -156,8 +176,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def import_carla_regressor(args: argparse.Namespace) -> int:
+    """FDM's released classifier + regressor -> one file for ``CARLAPositionMetrics(released_regressor=...)``."""
+    if args.classifier is None or args.official_args is not None or args.weights is not None:
+        print(
+            f"vdiff-import: error: {CARLA_REGRESSOR} takes regressor_checkpoint.pth and --classifier "
+            "classifier_checkpoint.pth (the release runs them in tandem), and no --official-args or --weights",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        imported = read_carla_regressor(args.classifier, args.checkpoint)
+    except OfficialCheckpointError as error:
+        print(f"vdiff-import: error: {error}", file=sys.stderr)
+        return 1
+    out = save_imported(imported, args.out)
+    params = sum(v.numel() for v in imported.state_dict.values() if v.is_floating_point())
+    print(f"imported {args.checkpoint} + {args.classifier} (CARLA regressor, {params:,} parameters) -> {out}")
+    print(f"  network: {imported.config}, {imported.cells} map cells")
+    for role, source in imported.sources.items():
+        print(f"  {role}: {source['file']} sha256 {source['sha256']}")
+    print(f"  use: CARLAPositionMetrics(released_regressor={out}) (experiments/fdm_carla_test.yaml, docs/carla.md)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.method == CARLA_REGRESSOR:
+        return import_carla_regressor(args)
+    if args.classifier is not None:
+        print(f"vdiff-import: error: --classifier belongs to {CARLA_REGRESSOR}", file=sys.stderr)
+        return 2
     if args.weights is not None and args.method != "rvd":
         print(
             f"vdiff-import: error: --weights: a {args.method} checkpoint file holds one set of weights; import the "

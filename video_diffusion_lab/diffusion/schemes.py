@@ -49,14 +49,21 @@ def check_scheme_arguments(video_length: int, frames_per_pass: int, frames_per_s
         raise ValueError(f"num_given: must be in [0, video_length) = [0, {video_length}), got {num_given}")
 
 
+def observed_slots(frames_per_pass: int, frames_per_stage: int) -> int:
+    """The K - m observed slots of a stage, also of a last stage with fewer than m frames left to generate (the
+    released ``sampling_schemes.py``: ``n_to_condition_on = max_frames - step_size``); that pass then holds fewer than
+    K frames, as in the paper's runs."""
+    return frames_per_pass - frames_per_stage
+
+
 # ------------------------------------------------------------------------------------------------------ autoregressive
 def autoregressive(video_length: int, frames_per_pass: int, frames_per_stage: int, num_given: int) -> list[Stage]:
     """Autoreg: each stage generates the next ``frames_per_stage`` frames given the most recent known ones."""
     check_scheme_arguments(video_length, frames_per_pass, frames_per_stage, num_given)
     stages, known = [], num_given
+    context = observed_slots(frames_per_pass, frames_per_stage)
     while known < video_length:
         latent = tuple(range(known, min(known + frames_per_stage, video_length)))
-        context = frames_per_pass - len(latent)
         observed = tuple(range(max(0, known - context), known))
         stages.append(Stage(observed, latent))
         known = latent[-1] + 1
@@ -70,7 +77,7 @@ def long_range(video_length: int, frames_per_pass: int, frames_per_stage: int, n
     stages, known = [], num_given
     while known < video_length:
         latent = tuple(range(known, min(known + frames_per_stage, video_length)))
-        context = min(frames_per_pass - len(latent), known)
+        context = min(observed_slots(frames_per_pass, frames_per_stage), known)
         recent = list(range(known - 1, known - 1 - max(1, context // 2), -1)) if context else []
         chosen = set(recent)
         for i in range(num_given - 1, -1, -1):  # latest frames of the prefix
@@ -97,7 +104,7 @@ def adaptive_autoregressive(
         if known == 0:
             stages.append(stage)
             continue
-        context = frames_per_pass - len(stage.latent)
+        context = observed_slots(frames_per_pass, frames_per_stage)
         stages.append(Stage((known - 1,), stage.latent, adaptive=min(context, known) - 1))
     return stages
 
@@ -136,14 +143,15 @@ def _hierarchy(
             targets = [i for i in range(num_given, video_length) if i not in done]
         position = 0
         while position < len(targets):
-            size = min(frames_per_stage, len(targets) - position)
-            while True:  # shrink the stage until frames on both sides of it fit in the observed slots
-                chunk = targets[position : position + size]
+            step = frames_per_stage
+            while True:  # lower the step until frames on both sides of the stage fit in its observed slots
+                chunk = targets[position : position + step]
                 inside, after, before = _neighbours(done, chunk, frames_per_pass)
-                room = frames_per_pass - size - len(inside)
-                if room >= min(2, len(after) + len(before)) and room >= 0 or size == 1:
+                room = observed_slots(frames_per_pass, step) - len(inside)
+                if room >= min(2, len(after) + len(before)) and room >= 0 or step == 1:
                     break
-                size -= 1
+                step -= 1
+            size = len(chunk)
             room = max(room, 0)
             if level == 1 and not adaptive:  # the prefix, evenly spaced (long-range context)
                 pick = (

@@ -9,9 +9,12 @@ from an explicit path, an environment variable, or the shared cache directory
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CACHE_ENV_VAR = "VIDEO_DIFFUSION_CACHE"
 
@@ -24,6 +27,9 @@ class WeightSpec:
     filename: str
     env_var: str
     how_to_get: str
+    # The sha256 of the standard file where one is published, and where it is; None where none could be found.
+    sha256: str | None = None
+    sha256_source: str = ""
 
 
 I3D_TORCHSCRIPT = WeightSpec(
@@ -36,6 +42,11 @@ I3D_TORCHSCRIPT = WeightSpec(
         "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt); many FVD codebases ship "
         "a copy next to their fvd code."
     ),
+    # StyleGAN-V publishes no hash. This is the sha256 (51,235,320 bytes) that independent FVD codebases record for
+    # the file at StyleGAN-V's Dropbox link and check before loading it, e.g. the Hugging Face mirror
+    # flateon/FVD-I3D-torchscript and the download scripts that fetch it from there or from the Dropbox link.
+    sha256="bec6519f66ea534e953026b4ae2c65553c17bf105611c746d904657e5860a5e2",
+    sha256_source="as FVD codebases record it for StyleGAN-V's file, e.g. huggingface.co/flateon/FVD-I3D-torchscript",
 )
 
 I3D_STATE_DICT = WeightSpec(
@@ -47,6 +58,10 @@ I3D_STATE_DICT = WeightSpec(
         "(wilson1yan/VideoGPT videogpt/fvd/, songweige/TATS tats/fvd/), distributed through "
         "VideoGPT's download helper / the TATS README."
     ),
+    # No published hash was found: VideoGPT and TATS download it from Google Drive / OneDrive without a checksum,
+    # and no codebase in the searched public code records one. The report gives the file's own sha256 instead.
+    sha256=None,
+    sha256_source="VideoGPT and TATS distribute i3d_pretrained_400.pt without a published checksum",
 )
 
 LPIPS_LINEAR = WeightSpec(
@@ -124,3 +139,50 @@ def resolve_weights(
 def resolve_spec(spec: WeightSpec, path: str | os.PathLike[str] | None = None) -> Path:
     """`resolve_weights` for one of the known files above."""
     return resolve_weights(spec.name, path, spec.env_var, spec.filename, spec.how_to_get)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, hashed once per (path, size, modification time) in this process."""
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    return _sha256(str(resolved), stat.st_size, stat.st_mtime_ns)
+
+
+def describe_weights_file(spec: WeightSpec, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Which file the numbers come from, byte for byte, and whether it is the published one.
+
+    ``is_published_file`` is True or False where ``spec`` knows the published sha256, None where none is known;
+    ``note`` says which in words, for the report.
+    """
+    path = Path(path).resolve()
+    digest = file_sha256(path)
+    if spec.sha256 is None:
+        matches, note = None, f"no published sha256 to compare with: {spec.sha256_source}"
+    elif digest == spec.sha256:
+        matches, note = True, f"the published {spec.filename} ({spec.sha256_source})"
+    else:
+        matches, note = (
+            False,
+            (
+                f"NOT the published {spec.filename} (sha256 {spec.sha256}, {spec.sha256_source}): numbers from this "
+                "file do not compare with numbers from the published one"
+            ),
+        )
+    return {
+        "file": path.name,
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "sha256": digest,
+        "published_sha256": spec.sha256,
+        "is_published_file": matches,
+        "note": note,
+    }
