@@ -4,7 +4,9 @@
 from video_diffusion_lab.datamodules.bair import BAIRDataModule, BAIRDataset
 from video_diffusion_lab.datamodules.carla import CARLADataModule, CARLADataset
 from video_diffusion_lab.datamodules.kinetics import KineticsDataModule, KineticsDataset
+from video_diffusion_lab.datamodules.maze import MazeDataModule, MazeDataset
 from video_diffusion_lab.datamodules.moving_shapes import MovingShapesDataModule, MovingShapesDataset
+from video_diffusion_lab.datamodules.streaming import StreamingVideoDataModule
 from video_diffusion_lab.datamodules.video_index import SkippedVideoReport
 
 __all__ = [
@@ -14,7 +16,10 @@ __all__ = [
     "CARLADataset",
     "KineticsDataModule",
     "KineticsDataset",
+    "MazeDataModule",
+    "MazeDataset",
     "MovingShapesDataModule",
     "MovingShapesDataset",
     "SkippedVideoReport",
+    "StreamingVideoDataModule",
 ]

@@ -64,6 +64,28 @@ TINY = {
             eval_batch_size=2,
         ),
     ),
+    "maze": (
+        EXPERIMENTS / "fdm_maze.yaml",
+        {
+            "clip": {"num_frames": 4, "image_size": 8},
+            "network": {"model_channels": 8, "attention_resolutions": [4]},
+            "diffusion": {"steps": 100},
+            "sampling": {"steps": 2},
+            "task": {"num_given": 3, "video_length": 12},
+            "rollout": {"frames_per_stage": 2},
+        },
+        dict(
+            video_length=12,
+            image_size=8,
+            maze_cells=2,
+            train_size=8,
+            val_size=1,
+            test_size=2,
+            predict_size=2,
+            batch_size=4,
+            eval_batch_size=2,
+        ),
+    ),
     "rvd": (
         EXPERIMENTS / "rvd_shapes.yaml",
         {
