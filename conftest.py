@@ -1,4 +1,4 @@
-# Makes the repository's top-level packages importable when pytest runs from a checkout.
+# Fixtures shared by every test module. (Its place at the root also puts the checkout on sys.path, for `tests.*`.)
 
 import pytest
 import torch

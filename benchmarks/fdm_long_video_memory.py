@@ -56,7 +56,7 @@ def one_run(length: int, device: str, steps: int, scheme: str, image_size: int) 
     assert out.device.type == "cpu" and torch.isfinite(out).all()
     return {
         "T": length,
-        "stages": len(model.stages(length, 4)),
+        "stages": len(model.video_sampler().stages(length, 4)),
         "seconds": round(seconds, 2),
         "video_MiB": round(video.numel() * 4 / 2**20, 2),
         "peak_rss_MiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

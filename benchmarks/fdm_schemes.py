@@ -27,9 +27,8 @@ from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import vdiff  # noqa: E402
-
 from benchmarks.cli_runs import REPO, fit, markdown_table, training_minutes  # noqa: E402
+from video_diffusion_lab import cli as vdiff  # noqa: E402
 from video_diffusion_lab.diffusion import task_mask  # noqa: E402
 from video_diffusion_lab.diffusion.schemes import SCHEMES  # noqa: E402
 from video_diffusion_lab.metrics.baselines import copy_last_observed  # noqa: E402
@@ -97,7 +96,7 @@ def main() -> None:
         results[scheme] = {
             **scores(sample, video, num_given),
             "seconds_per_video": seconds / video.shape[0],
-            "stages": len(module.stages(video.shape[1], num_given)),
+            "stages": len(module.video_sampler().stages(video.shape[1], num_given)),
         }
         rows.append(
             [

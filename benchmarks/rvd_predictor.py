@@ -20,9 +20,8 @@ from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import vdiff  # noqa: E402
-
 from benchmarks.cli_runs import REPO  # noqa: E402
+from video_diffusion_lab import cli as vdiff  # noqa: E402
 from video_diffusion_lab.metrics.frame_quality import frame_psnr, to_unit_range  # noqa: E402
 
 

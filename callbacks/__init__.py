@@ -1,5 +1,6 @@
-"""Callbacks own the side effects: logging sampled clips, writing predictions, periodic evaluation, checkpoints and
-what makes a run safe to stop and resume (non-finite loss guard, exact resume, SIGTERM, per-subcommand configs)."""
+"""Callbacks own the side effects: logging sampled clips, writing predictions, periodic evaluation, the test report,
+checkpoints and what makes a run safe to stop and resume (non-finite loss guard, exact resume, SIGTERM, per-subcommand
+configs)."""
 
 from video_diffusion_lab.callbacks.carla_metrics import CARLAPositionMetrics
 from video_diffusion_lab.callbacks.checkpointing import ResumableCheckpoint
@@ -9,6 +10,7 @@ from video_diffusion_lab.callbacks.non_finite import NonFiniteLossError, NonFini
 from video_diffusion_lab.callbacks.resume import ExactResume
 from video_diffusion_lab.callbacks.run_config import RunConfigSaver
 from video_diffusion_lab.callbacks.sigterm import StopOnSigterm
+from video_diffusion_lab.callbacks.test_report import TestReport
 from video_diffusion_lab.callbacks.video_logging import SampleVideoLogger, VideoPredictionWriter
 
 __all__ = [
@@ -22,5 +24,6 @@ __all__ = [
     "RunConfigSaver",
     "SampleVideoLogger",
     "StopOnSigterm",
+    "TestReport",
     "VideoPredictionWriter",
 ]

@@ -6,17 +6,22 @@ callback adds the rest:
 - the global RNG states of torch (CPU and CUDA), numpy and Python, of every DDP rank (gathered into rank 0's
   checkpoint, handed back by rank), restored when training starts; a fresh run re-seeds every rank but 0 from its
   rank, so ranks draw different diffusion times, noise and masks (``seed_everything`` gives all the same seed);
-- the training loader's position: after each trained batch it moves ``ResumableLoader.position``, which Lightning
+- the training loader's position: after each trained batch it moves ``TracksTrainedBatches.position``, which Lightning
   saves with the loop state and gives back to the loader before the resumed run's first batch
   (``datamodules/loaders.py``).
 Validation during ``fit`` runs with the RNG states isolated (as Lightning's sanity check does), so how often a run
 validates never changes its training, and a resume that skips a validation the first run did still matches.
 A checkpoint written because of an exception (SIGTERM, Ctrl-C, a crash) gets the RNG states of the last trained
 batch, not those of a step that was cut off halfway.
+
+What a resume takes from the configuration instead of the checkpoint - the optimizer's and scheduler's settings -
+is ``ConfiguredOptimizerOnResume`` below.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import random
 from typing import Any
 
@@ -26,11 +31,13 @@ import torch
 import torch.distributed as dist
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.trainer.states import TrainerFn
-from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.seed import isolate_rng
+from torch import Tensor
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader
 
-from video_diffusion_lab.datamodules.loaders import ResumableLoader
+from video_diffusion_lab.datamodules.loaders import TracksTrainedBatches
 
 
 def rng_states() -> dict[str, Any]:
@@ -120,23 +127,24 @@ class ExactResume(Callback):
                 )
         self._loaded = None
         self._after_last_batch = rng_states()
-        resumable = all(isinstance(loader, ResumableLoader) for loader in training_loaders(trainer))
+        resumable = all(isinstance(loader, TracksTrainedBatches) for loader in training_loaders(trainer))
         if not resumable:
             rank_zero_warn(
-                "The training DataLoader is not a datamodules.loaders.ResumableLoader: a run resumed mid-epoch will "
-                "not continue with the batches the interrupted run would have trained on."
+                "The training DataLoader does not track the batches trained on (datamodules.loaders."
+                "TracksTrainedBatches): a run resumed mid-epoch will not continue with the batches the interrupted run "
+                "would have trained on."
             )
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for loader in training_loaders(trainer):
-            if isinstance(loader, ResumableLoader):
+            if isinstance(loader, TracksTrainedBatches):
                 loader.position = {"epoch": trainer.current_epoch, "batches": 0}
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         for loader in training_loaders(trainer):
-            if isinstance(loader, ResumableLoader):
+            if isinstance(loader, TracksTrainedBatches):
                 loader.position = {"epoch": trainer.current_epoch, "batches": batch_idx + 1}
         self._after_last_batch = rng_states()
 
@@ -150,3 +158,115 @@ class ExactResume(Callback):
         if self._validation_rng is not None:
             self._validation_rng.__exit__(None, None, None)
             self._validation_rng = None
+
+
+# ----------------------------------------------------------------------------- optimizer settings on a resumed fit
+def group_settings(group: dict[str, Any]) -> dict[str, Any]:
+    """A param group's settings: everything in it but the parameters."""
+    return {key: value for key, value in group.items() if key not in ("params", "param_names")}
+
+
+def scheduler_settings(scheduler: Any) -> dict[str, Any]:
+    """A scheduler's settings: its ``__init__`` arguments that it keeps as attributes (``gamma``, ``step_size``,
+    ``T_max``, ...), which its state_dict holds and a restore brings back; not its position (``last_epoch``)."""
+    progress = {"self", "optimizer", "last_epoch", "verbose"}
+    names = inspect.signature(type(scheduler).__init__).parameters.keys() - progress
+    return {name: copy.deepcopy(getattr(scheduler, name)) for name in sorted(names) if name in vars(scheduler)}
+
+
+def same_setting(a: Any, b: Any) -> bool:
+    """Equal settings, a list equal to a tuple of the same values (a checkpoint may hold either)."""
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_setting(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+class ConfiguredOptimizerOnResume(Callback):
+    """A resumed ``fit`` trains with the configured optimizer and scheduler settings, not the checkpoint's.
+
+    Lightning restores the optimizer's state_dict, param groups included, so ``--ckpt_path last`` with a new
+    ``optimizer.init_args.lr`` would train on at the checkpoint's lr; a scheduler's state_dict likewise brings back
+    its saved settings and base learning rates. This callback notes the configured values once the optimizers exist
+    (``on_fit_start``, before the restore) and, after the restore (``on_train_start``), puts back each one the
+    checkpoint changed, printing every change it makes (rank 0):
+
+    - every param-group setting: ``lr``, ``weight_decay``, ``betas``, ``eps``, ``momentum``, ...;
+    - where a scheduler sets the lr (the group has ``initial_lr``), the base lr: ``initial_lr`` and the scheduler's
+      ``base_lrs``, with the current lr scaled by the same factor, so the schedule goes on from where it was;
+    - the scheduler's own settings, its ``__init__`` arguments (``gamma``, ``step_size``, ``T_max``, ...).
+
+    What the optimizer has learned (Adam's moments) and the schedule's position (``last_epoch``) stay the
+    checkpoint's. ``ReduceLROnPlateau`` lowers the lr itself, so there the lr stays the checkpoint's (with a
+    warning when the configured one differs). An optimizer of another kind cannot take the checkpoint's state: its
+    settings differ in name, and that stops the run with an error naming the checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self._groups: list[list[dict[str, Any]]] | None = None
+        self._schedulers: list[dict[str, Any]] = []
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning calls on_fit_start after the optimizers are built and before their state is restored.
+        self._groups = [[copy.deepcopy(group_settings(g)) for g in opt.param_groups] for opt in trainer.optimizers]
+        self._schedulers = [scheduler_settings(config.scheduler) for config in trainer.lr_scheduler_configs]
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        configured_groups, self._groups = self._groups, None
+        if trainer.ckpt_path is None or configured_groups is None:
+            return
+        changes: list[str] = []
+        for index, (optimizer, groups) in enumerate(zip(trainer.optimizers, configured_groups, strict=True)):
+            name = f"optimizer {index}" if len(trainer.optimizers) > 1 else "optimizer"
+            schedulers = [c.scheduler for c in trainer.lr_scheduler_configs if c.scheduler.optimizer is optimizer]
+            for number, (group, configured) in enumerate(zip(optimizer.param_groups, groups, strict=True)):
+                where = f"{name} group {number}" if len(groups) > 1 else name
+                missing = sorted(optimizer.defaults.keys() - group.keys())
+                if missing:
+                    raise ValueError(
+                        f"--ckpt_path {trainer.ckpt_path}: its optimizer state lacks the settings {missing} of the "
+                        f"configured {type(optimizer).__name__}: it was written by another optimizer. Resume with the "
+                        "optimizer the run was trained with."
+                    )
+                changes += self.apply_group(group, configured, schedulers, number, where)
+        for config, configured in zip(trainer.lr_scheduler_configs, self._schedulers, strict=True):
+            for key, value in configured.items():
+                restored = getattr(config.scheduler, key)
+                if not same_setting(restored, value):
+                    setattr(config.scheduler, key, value)
+                    changes.append(f"lr_scheduler {key}: {restored!r} -> {value!r}")
+        if changes:
+            rank_zero_info(
+                f"Resumed from {trainer.ckpt_path} with the configured optimizer settings "
+                f"(checkpoint -> now): {'; '.join(changes)}"
+            )
+
+    @staticmethod
+    def apply_group(
+        group: dict[str, Any], configured: dict[str, Any], schedulers: list[Any], number: int, where: str
+    ) -> list[str]:
+        """Put the configured settings back into restored param group ``group``; the changes made, described."""
+        changes = []
+        plateau = any(isinstance(s, ReduceLROnPlateau) for s in schedulers)
+        for key, value in configured.items():
+            restored = group.get(key)
+            if key in group and same_setting(restored, value):
+                continue
+            scheduled = "initial_lr" in configured and "initial_lr" in group  # lr is the schedule's; its base too
+            if key == "lr" and (scheduled or plateau):
+                if plateau:
+                    rank_zero_warn(
+                        f"{where}: lr {value!r} is configured, but ReduceLROnPlateau sets the lr: the "
+                        f"checkpoint's {restored!r} is kept"
+                    )
+                continue  # the schedule's current value; its base is initial_lr
+            if key == "initial_lr" and key in group:
+                group["lr"] = group["lr"] * (value / restored)
+                for scheduler in schedulers:
+                    scheduler.base_lrs[number] = value
+                changes.append(f"{where} base lr: {restored!r} -> {value!r} (now {group['lr']!r})")
+            else:
+                changes.append(f"{where} {key}: {restored!r} -> {value!r}")
+            group[key] = value
+        return changes

@@ -24,6 +24,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 
@@ -46,6 +47,7 @@ class StopOnSigterm(Callback):
             launcher = trainer.strategy.launcher
             if launcher is not None:
                 launcher.kill(signum)
+            rank_zero_info(f"vdiff {trainer.state.fn.value}: stopped by SIGTERM")
             raise SIGTERMException()
 
     def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -69,4 +71,5 @@ class StopOnSigterm(Callback):
     ) -> None:
         signalled = torch.tensor(1.0 if self.requested else 0.0, device=pl_module.device)
         if trainer.strategy.reduce(signalled, reduce_op="sum").item() > 0:
+            rank_zero_info(f"vdiff fit: stopped by SIGTERM at global step {trainer.global_step}")
             raise SIGTERMException()

@@ -11,10 +11,11 @@ denoiser regresses epsilon under an L1 loss, through the core's ``Denoiser.loss`
 observed (outside the loss).
 The loss trains all three networks end to end. Cosine schedule with 1600 steps.
 
-Sampling is an autoregressive rollout: after the given frames, for each new frame the RNNs advance on the previous
-frame, mu_t is predicted, a residual is sampled with the core's samplers on a one-frame clip (any sampler, any number
-of steps; by default the full 1600-step ancestral chain, as released) and x_t = clamp(mu_t + sigma y_t)
-is fed back. Only prediction from the first frames is possible: any other mask is an error naming ``task``.
+Sampling is an autoregressive rollout (``ResidualRollout``, RVD's ``VideoSampler``): after the given frames, for
+each new frame the RNNs advance on the previous frame, mu_t is predicted, a residual is sampled with the core's
+samplers on a one-frame clip (any sampler, any number of steps; by default the full 1600-step ancestral chain, as
+released) and x_t = clamp(mu_t + sigma y_t) is fed back. Only prediction from the first frames is possible: any other
+mask is an error naming ``task``.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from tqdm.auto import trange
 
-from video_diffusion_lab.diffusion import Denoiser, FrameMask, observed_for_task, sample
+from video_diffusion_lab.diffusion import Denoiser, FrameMask, VideoSampler, observed_for_task, unguided
+from video_diffusion_lab.diffusion.noise import NoiseGenerator
 from video_diffusion_lab.diffusion.schedules import NoiseSchedule
+from video_diffusion_lab.diffusion.video_sampler import StageCallback
 from video_diffusion_lab.groups import ClipShape, DiffusionConfig, EMAConfig, SamplingConfig, TaskConfig
 from video_diffusion_lab.lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
 from video_diffusion_lab.metrics.protocol import EvaluationProtocol
@@ -59,6 +62,104 @@ def prefix_length(mask: FrameMask) -> int:
             f"all the rest; got observed={observed.int().tolist()}, latent={latent.int().tolist()}"
         )
     return k
+
+
+def to_residual(frames: Tensor, mu: Tensor, scale: float) -> Tensor:
+    """y = (x - mu) / sigma."""
+    return (frames - mu) / scale
+
+
+def from_residual(residual: Tensor, mu: Tensor, scale: float) -> Tensor:
+    """x = mu + sigma y (not clamped: the rollout clamps what it feeds back)."""
+    return mu + scale * residual
+
+
+class ResidualRollout(VideoSampler):
+    """RVD's sampler: a video of any length is one pass, the autoregressive rollout of the recurrent networks.
+
+    ``network`` is an ``RVDNetwork`` (its ``observe`` advances both RNNs by one frame), ``denoiser`` the residual
+    denoiser over it, ``residual_scale`` sigma of y = (x - mu) / sigma. Only prediction from the first frames is
+    possible: ``sample`` refuses any other mask, naming ``task``.
+    """
+
+    def __init__(
+        self,
+        network: RVDNetwork,
+        denoiser: Denoiser,
+        sampling: SamplingConfig,
+        *,
+        frames_per_pass: int,
+        residual_scale: float,
+    ):
+        super().__init__(unguided(denoiser), sampling, frames_per_pass=frames_per_pass)
+        self.network, self.residual_scale = network, residual_scale
+
+    @torch.no_grad()
+    def rollout(
+        self,
+        given: Tensor,
+        num_given: int,
+        *,
+        generator: NoiseGenerator = None,
+        progress: bool = False,
+        mu_only: bool = False,
+    ) -> Tensor:
+        """Keep the first ``num_given`` frames of (B, T, C, H, W) ``given`` and generate the others in order: for
+        each new frame the RNNs advance on the previous one, mu_t is predicted, a residual is sampled on a one-frame
+        clip and x_t = clamp(mu_t + sigma y_t) is fed back. ``mu_only`` returns the deterministic predictor alone
+        (x_t = mu_t, no residual), for comparison."""
+        video = given.clone()
+        batch, frames = video.shape[:2]
+        one_frame = FrameMask.from_observed(torch.zeros(batch, 1, dtype=torch.bool, device=video.device))
+        state = None
+        for t in trange(1, frames, disable=not progress, desc="RVD rollout", leave=False):
+            mu, context, state = self.network.observe(video[:, t - 1], state)  # x_{t-1} in, mu_t and c_t out
+            if t < num_given:
+                continue  # warm-up: the given frame stays exactly as it is
+            if mu_only:
+                video[:, t] = mu
+                continue
+            # One pass of the core's sampler on a one-frame clip (this class's sample_pass is the whole rollout).
+            residual = super().sample_pass(
+                torch.zeros_like(video[:, t : t + 1]),
+                one_frame,
+                generator=generator,
+                context=[c[:, None] for c in context],
+            )
+            video[:, t] = from_residual(residual[:, 0], mu, self.residual_scale).clamp(-1, 1)
+        return video
+
+    def sample_pass(
+        self,
+        given: Tensor,
+        mask: FrameMask,
+        *,
+        generator: NoiseGenerator = None,
+        progress: bool = False,
+        guidance: dict[str, Any] | None = None,
+        **cond: Any,
+    ) -> Tensor:
+        """RVD's one pass, the rollout over the whole clip: ``mask`` must give the first k >= 1 frames of every clip
+        and generate the rest."""
+        if cond or guidance:
+            raise ValueError(f"RVD takes no extra conditioning or guidance, got {sorted({**cond, **(guidance or {})})}")
+        return self.rollout(given, prefix_length(mask), generator=generator, progress=progress)
+
+    def sample_long(
+        self,
+        video: Tensor,
+        num_given: int,
+        *,
+        generator: NoiseGenerator = None,
+        progress: bool = False,
+        callback: StageCallback | None = None,
+        **cond: Any,
+    ) -> Tensor:
+        """The rollout from the first ``num_given`` frames: the RNN state carries over the whole video, so there are
+        no stages (``callback`` is never called)."""
+        if cond:
+            raise ValueError(f"RVD takes no extra conditioning, got {sorted(cond)}")
+        return self.rollout(video, num_given, generator=generator, progress=progress)
 
 
 class RVD(VideoDiffusionModule):
@@ -127,12 +228,10 @@ class RVD(VideoDiffusionModule):
 
     # ------------------------------------------------------------------------------------------------ the residual
     def to_residual(self, frames: Tensor, mu: Tensor) -> Tensor:
-        """y = (x - mu) / sigma."""
-        return (frames - mu) / self.residual_scale
+        return to_residual(frames, mu, self.residual_scale)
 
     def from_residual(self, residual: Tensor, mu: Tensor) -> Tensor:
-        """x = mu + sigma y (not clamped: the rollout clamps what it feeds back)."""
-        return mu + self.residual_scale * residual
+        return from_residual(residual, mu, self.residual_scale)
 
     def denoiser(self, use_ema: bool | None = None) -> Denoiser:
         network = self.ema.module if self.uses_ema(use_ema) else self.network
@@ -167,7 +266,17 @@ class RVD(VideoDiffusionModule):
         return self.to_residual(video, mu), mask, {"context": context}
 
     # ------------------------------------------------------------------------------------------------------ sampling
-    @torch.no_grad()
+    def video_sampler(self, use_ema: bool | None = None) -> ResidualRollout:
+        """The rollout over this model's networks (EMA or raw weights as ``ema.evaluate`` says, unless ``use_ema``)."""
+        network = self.ema.module if self.uses_ema(use_ema) else self.network
+        return ResidualRollout(
+            network,
+            self.denoiser(use_ema),
+            self.sampling,
+            frames_per_pass=self.frames_per_pass,
+            residual_scale=self.residual_scale,
+        )
+
     def rollout(
         self,
         given: Tensor,
@@ -176,57 +285,11 @@ class RVD(VideoDiffusionModule):
         use_ema: bool | None = None,
         generator: Any = None,
         progress: bool = False,
-        steps: int | None = None,
-        sampler: str | None = None,
         mu_only: bool = False,
     ) -> Tensor:
-        """Keep the first ``num_given`` frames of (B, T, C, H, W) ``given`` and generate the others in order.
-
-        ``steps`` / ``sampler`` override the sampling config (benchmarks); ``mu_only`` returns the deterministic
-        predictor alone (x_t = mu_t, no residual), for comparison.
-        """
-        network = self.ema.module if self.uses_ema(use_ema) else self.network
-        denoiser = self.denoiser(use_ema)
-        video = given.clone()
-        batch, frames = video.shape[:2]
-        one_frame = FrameMask.from_observed(torch.zeros(batch, 1, dtype=torch.bool, device=video.device))
-        state = None
-        for t in trange(1, frames, disable=not progress, desc="RVD rollout", leave=False):
-            mu, context, state = network.observe(video[:, t - 1], state)  # x_{t-1} in, mu_t and c_t out
-            if t < num_given:
-                continue  # warm-up: the given frame stays exactly as it is
-            if mu_only:
-                video[:, t] = mu
-                continue
-            residual = sample(
-                denoiser,
-                torch.zeros_like(video[:, t : t + 1]),
-                one_frame,
-                sampler=sampler or self.sampling.sampler,
-                steps=self.sampling.steps if steps is None else steps,
-                grid=self.sampling.grid,
-                generator=generator,
-                extra_args={"context": [c[:, None] for c in context]},
-                **self.sampling.options(),
-            )
-            video[:, t] = self.from_residual(residual[:, 0], mu).clamp(-1, 1)
-        return video
-
-    def sample(
-        self,
-        given: Tensor,
-        mask: FrameMask,
-        *,
-        use_ema: bool | None = None,
-        generator: Any = None,
-        progress: bool = False,
-        **cond: Any,
-    ) -> Tensor:
-        """The autoregressive rollout; ``mask`` must give the first k >= 1 frames and generate the rest."""
-        if cond:
-            raise ValueError(f"RVD takes no extra conditioning, got {sorted(cond)}")
-        k = prefix_length(mask)
-        return self.rollout(given, k, use_ema=use_ema, generator=generator, progress=progress)
+        """``ResidualRollout.rollout`` with this model's weights."""
+        sampler = self.video_sampler(use_ema)
+        return sampler.rollout(given, num_given, generator=generator, progress=progress, mu_only=mu_only)
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """Roll each clip forward from its first ``num_given`` frames to ``video_length`` frames in one pass: the RNN
@@ -235,6 +298,6 @@ class RVD(VideoDiffusionModule):
         length, num_given = self.video_length, self.task.num_given
         long_video = video.new_zeros(video.shape[0], length, *video.shape[2:])
         long_video[:, :num_given] = video[:, :num_given]
-        samples = self.rollout(long_video, num_given, generator=self.clip_noise(batch), progress=True)
+        samples = self.rollout(long_video, num_given, generator=self.clip_noise(batch), progress=self.shows_progress())
         observed = observed_for_task("prediction", length, num_given).expand(video.shape[0], length)
         return {"samples": samples, "video": video, "observed": observed.to(video.device), "index": batch.get("index")}

@@ -22,6 +22,7 @@ set indices to rows. A batch may instead carry its vectors itself under ``"cond_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +211,7 @@ class VDM(VideoDiffusionModule):
         generator: Any = None,
         guidance: dict[str, Any] | None = None,
         **cond: Any,
-    ):
+    ) -> Callable[..., Tensor]:
         """The base denoiser wrapped for classifier-free guidance, frame guidance and spatial guidance
         (``guidance={"low_res": video}``)."""
         if self.guidance_weight > 0 and not cond:
@@ -255,11 +256,11 @@ class VDM(VideoDiffusionModule):
         b, t = video.shape[:2]
         mask = FrameMask.from_observed(torch.zeros(b, t, dtype=torch.bool, device=video.device), batch["frame_indices"])
         shape = torch.zeros(b, t, self.clip.channels, size, size, device=video.device)
-        samples = self.sample_pass(
+        samples = self.video_sampler().sample_pass(
             shape,
             mask,
             generator=self.clip_noise(batch),
-            progress=True,
+            progress=self.shows_progress(),
             guidance={"low_res": low_res},
             **self.conditioning(batch),
         )

@@ -1,16 +1,18 @@
-"""What every method's LightningModule shares: EMA weights, sampling through the core, evaluation and predict.
+"""What every method's LightningModule shares: EMA weights, the optimiser, evaluation and predict.
 
 A method subclasses ``VideoDiffusionModule``, builds its network (a plain ``nn.Module`` from ``networks/``), passes it
 with the configuration groups (``video_diffusion_lab.groups``) to ``__init__`` and writes ``training_loss`` as its
-paper's training algorithm. Sampling (one pass, or a long video stage by stage with a rollout scheme), validation and
-test metrics, the copy-last-frame baseline, per-clip seeded noise, the optimiser and the checkpointed EMA come from
-here.
+paper's training algorithm. The checkpointed EMA, the optimiser, validation metrics, test metrics with the
+copy-last-frame baseline and per-clip seeded noise come from here; sampling (one pass, or a long video stage by stage
+with a rollout scheme) is the core's ``VideoSampler`` over the model's denoiser (``video_sampler``), and the test
+report is written by the ``TestReport`` callback.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
@@ -19,20 +21,21 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
+from torchmetrics.aggregation import SumMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from video_diffusion_lab.diffusion import (
     Denoiser,
     FrameMask,
+    VideoSampler,
     build_schedule,
-    build_stages,
     check_scheme_supported,
-    run_stages,
-    sample,
+    unguided,
 )
 from video_diffusion_lab.diffusion.masks import task_mask
 from video_diffusion_lab.diffusion.noise import NoiseSource
-from video_diffusion_lab.diffusion.schemes import Embedder, Stage, check_scheme_arguments, pixel_embedding
+from video_diffusion_lab.diffusion.schemes import Embedder, Stage, pixel_embedding
+from video_diffusion_lab.diffusion.video_sampler import StageCallback
 from video_diffusion_lab.groups import (
     ClipShape,
     DiffusionConfig,
@@ -43,7 +46,6 @@ from video_diffusion_lab.groups import (
 )
 from video_diffusion_lab.lightning_modules.ema import EMA
 from video_diffusion_lab.metrics.protocol import EvaluationProtocol, VideoEvaluation
-from video_diffusion_lab.metrics.report import run_dir, write_json
 from video_diffusion_lab.metrics.sampling_cost import SamplingCost
 
 
@@ -109,7 +111,10 @@ class VideoDiffusionModule(pl.LightningModule):
         self.network = network
         self.ema = EMA(network, ema)
         self.val_metrics = frame_metrics("val/")
+        # What test_step collects (built by on_test_start); the TestReport callback reports it.
         self.test_evaluation: VideoEvaluation | None = None
+        self.test_clips: SumMetric | None = None
+        self.sampling_cost: SamplingCost | None = None
         self.checkpoint_info: dict[str, Any] = {}
         self._embedder: Embedder | None = None
 
@@ -138,16 +143,7 @@ class VideoDiffusionModule(pl.LightningModule):
         self.task.check(self.clip.num_frames)
         check_scheme_supported(self.rollout_config.scheme, self.contiguous_frames_only)
         if self.video_length > self.frames_per_pass:
-            self.stages(self.video_length, self.task.num_given)
-
-    def stages(self, video_length: int, num_given: int) -> list[Stage]:
-        pass_frames = self.frames_per_pass
-        stage_frames = self.rollout_config.stage_frames(self.clip.num_frames, num_given)
-        try:
-            check_scheme_arguments(video_length, pass_frames, stage_frames, num_given)
-        except ValueError as error:
-            raise ValueError(f"rollout.{error}") from None
-        return build_stages(self.rollout_config.scheme, video_length, pass_frames, stage_frames, num_given)
+            self.video_sampler().stages(self.video_length, self.task.num_given)
 
     # ----------------------------------------------------------------------------------------------- the core's view
     def uses_ema(self, use_ema: bool | None) -> bool:
@@ -167,36 +163,21 @@ class VideoDiffusionModule(pl.LightningModule):
         guidance: dict[str, Any] | None = None,
         **cond: Any,
     ) -> Callable[..., Tensor]:
-        """The denoiser the samplers run for ``mask``; methods wrap it (VDM: guidance, with ``guidance`` inputs such as
-        a low-resolution video that are not network conditioning)."""
-        if guidance:
-            raise ValueError(f"{type(self).__name__} takes no guidance inputs, got {sorted(guidance)}")
-        return self.denoiser(use_ema)
+        """The denoiser a sampling pass runs for ``mask`` (the ``VideoSampler``'s factory); methods wrap it (VDM:
+        guidance, with ``guidance`` inputs such as a low-resolution video that are not network conditioning)."""
+        return unguided(self.denoiser(use_ema))(mask, generator=generator, guidance=guidance, **cond)
 
-    def sample_pass(
-        self,
-        given: Tensor,
-        mask: FrameMask,
-        *,
-        use_ema: bool | None = None,
-        generator: Any = None,
-        progress: bool = False,
-        guidance: dict[str, Any] | None = None,
-        **cond: Any,
-    ) -> Tensor:
-        """One sampling pass: the latent frames of ``mask`` given the observed frames of ``given`` (B, T, C, H, W)."""
-        mask = mask.to(given.device)
-        return sample(
-            self.sampling_denoiser(mask, use_ema=use_ema, generator=generator, guidance=guidance, **cond),
-            given,
-            mask,
-            sampler=self.sampling.sampler,
-            steps=self.sampling.steps,
-            grid=self.sampling.grid,
-            generator=generator,
-            extra_args=cond,
-            progress=progress,
-            **self.sampling.options(),
+    def video_sampler(self, use_ema: bool | None = None) -> VideoSampler:
+        """The core's sampler over this model's denoiser (EMA or raw weights as ``ema.evaluate`` says, unless
+        ``use_ema``), with its sampling and rollout settings; passes of a long video run on the model's device."""
+        return VideoSampler(
+            partial(self.sampling_denoiser, use_ema=use_ema),
+            self.sampling,
+            self.rollout_config,
+            frames_per_pass=self.frames_per_pass,
+            contiguous_frames_only=self.contiguous_frames_only,
+            device=self.device,
+            frame_embedder=self.frame_embedder,
         )
 
     def sample(
@@ -209,23 +190,9 @@ class VideoDiffusionModule(pl.LightningModule):
         progress: bool = False,
         **cond: Any,
     ) -> Tensor:
-        """Generate the latent frames of ``mask`` given the observed frames of ``given`` (B, T, C, H, W).
-
-        Clips of at most ``frames_per_pass`` frames take one pass; longer videos are generated with the rollout
-        scheme, which needs a prefix mask (the first frames given, all others generated)."""
-        length = given.shape[1]
-        if length <= self.frames_per_pass:
-            return self.sample_pass(given, mask, use_ema=use_ema, generator=generator, progress=progress, **cond)
-        num_given = int(mask.observed[0].sum())
-        prefix = torch.arange(length, device=mask.observed.device) < num_given
-        if not (mask.observed == prefix).all() or not (mask.latent == ~prefix).all():
-            raise ValueError(
-                f"task: videos longer than rollout.frames_per_pass={self.frames_per_pass} are generated stage by "
-                "stage, "
-                "which needs the first num_given frames given and all others generated (task: prediction)"
-            )
-        out = self.sample_long(given, num_given, use_ema=use_ema, generator=generator, progress=progress, **cond)
-        return out.to(given.device, given.dtype)
+        """``VideoSampler.sample`` with this model's weights: the latent frames of ``mask`` given the observed frames
+        of ``given`` (B, T, C, H, W), in one pass or, for longer videos, with the rollout scheme."""
+        return self.video_sampler(use_ema).sample(given, mask, generator=generator, progress=progress, **cond)
 
     def sample_long(
         self,
@@ -235,35 +202,13 @@ class VideoDiffusionModule(pl.LightningModule):
         use_ema: bool | None = None,
         generator: Any = None,
         progress: bool = False,
-        callback: Callable[[int, Stage, list[tuple[int, ...]]], None] | None = None,
+        callback: StageCallback | None = None,
         **cond: Any,
     ) -> Tensor:
-        """Frames num_given.. of ``video`` (B, T, C, H, W) generated with the rollout scheme. The video stays on the
-        CPU; only a stage's frames go to the accelerator."""
-        stages = self.stages(video.shape[1], num_given)
-        embed = self.frame_embedder() if any(stage.adaptive for stage in stages) else None
-        out = video.detach().to("cpu", torch.float32).clone()
-        out[:, num_given:] = 0
-        if progress:
-            rank_zero_info(
-                f"{type(self).__name__}: {self.rollout_config.scheme} over {video.shape[1]} frames, "
-                f"{len(stages)} stages"
-            )
-
-        def one_pass(given: Tensor, mask: FrameMask) -> Tensor:
-            return self.sample_pass(given, mask, use_ema=use_ema, generator=generator, **cond)
-
-        return run_stages(
-            out,
-            stages,
-            one_pass,
-            self.frames_per_pass,
-            self.device,
-            self.contiguous_frames_only,
-            known=range(num_given),
-            embed=embed,
-            callback=callback,
-        )
+        """``VideoSampler.sample_long`` with this model's weights: frames num_given.. of ``video`` (B, T, C, H, W)
+        generated stage by stage with the rollout scheme, the video kept on the CPU."""
+        sampler = self.video_sampler(use_ema)
+        return sampler.sample_long(video, num_given, generator=generator, progress=progress, callback=callback, **cond)
 
     def frame_embedder(self) -> Embedder:
         """The frame distance of adaptive schemes (``rollout.adaptive_distance``)."""
@@ -284,42 +229,20 @@ class VideoDiffusionModule(pl.LightningModule):
                     ) from missing
         return self._embedder
 
-    def clip_noise(self, batch: dict[str, Tensor], num_samples: int = 1) -> NoiseSource:
+    def clip_noise(self, batch: dict[str, Tensor], num_samples: int = 1, run: int = 0) -> NoiseSource:
         """Noise streams for the rows of an evaluation batch, one per (clip, sample) in ``repeat_interleave`` order:
-        seeded by (sampling.seed, the clip's data set index, sample number), so the numbers do not depend on batching
-        or on the number of processes. The streams live on the CPU, so a GPU run draws the same noise."""
+        seeded by (sampling.seed + run, the clip's data set index, sample number), so the numbers do not depend on
+        batching or on the number of processes, and every run of ``evaluation.runs`` draws other samples. The streams
+        live on the CPU, so a GPU run draws the same noise."""
         if "index" not in batch:
             raise KeyError("evaluation needs the data set index of every clip: the batch has no 'index'")
-        return NoiseSource.for_clips(self.sampling.seed, batch["index"].long(), num_samples)
+        return NoiseSource.for_clips(self.sampling.seed + run, batch["index"].long(), num_samples)
 
-    def sample_many(
-        self,
-        given: Tensor,
-        mask: FrameMask,
-        num_samples: int,
-        noise: NoiseSource,
-        *,
-        progress: bool = False,
-        **cond: Any,
-    ) -> Tensor:
-        """``num_samples`` samples per video, (N, B, T, C, H, W), drawn in passes of at most
-        ``evaluation.sample_batch_size`` clips; row (b, n) takes its own noise stream from ``noise``."""
-        batch = given.shape[0]
-        given_n = given.repeat_interleave(num_samples, 0)
-        mask_n = mask.repeat(num_samples)
-        cond_n = {k: v.repeat_interleave(num_samples, 0) for k, v in cond.items()}
-        chunk = self.evaluation.sample_batch_size
-        parts = [
-            self.sample(
-                given_n[i : i + chunk],
-                mask_n[i : i + chunk],
-                generator=noise[i : i + chunk],
-                progress=progress,
-                **{k: v[i : i + chunk] for k, v in cond_n.items()},
-            )
-            for i in range(0, batch * num_samples, chunk)
-        ]
-        return torch.cat(parts).reshape(batch, num_samples, *given.shape[1:]).transpose(0, 1)
+    def shows_progress(self) -> bool:
+        """Sampling shows progress bars on rank 0 when the trainer shows its own (``trainer.enable_progress_bar``)."""
+        return (
+            self._trainer is not None and self.trainer.progress_bar_callback is not None and self.trainer.is_global_zero
+        )
 
     def eval_mask(self, batch: dict[str, Tensor]) -> FrameMask:
         video = batch["video"]
@@ -396,7 +319,10 @@ class VideoDiffusionModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         batch = self.eval_batch(batch)
         mask = self.eval_mask(batch)
-        samples = self.sample(batch["video"], mask, generator=self.clip_noise(batch), **self.conditioning(batch))
+        noise, cond = self.clip_noise(batch), self.conditioning(batch)
+        samples = self.video_sampler().sample(
+            batch["video"], mask, generator=noise, progress=self.shows_progress(), **cond
+        )
         self.val_metrics.update(latent_frames(samples, mask), latent_frames(batch["video"], mask))
         self.log_dict(self.val_metrics, prog_bar=True, batch_size=batch["video"].shape[0])
         # Returned for callbacks (periodic FVD, video logging) so that nothing is sampled twice.
@@ -406,32 +332,45 @@ class VideoDiffusionModule(pl.LightningModule):
         self.checkpoint_info = {"global_step": checkpoint.get("global_step"), "epoch": checkpoint.get("epoch")}
 
     def on_test_start(self) -> None:
-        self.test_evaluation = VideoEvaluation(self.evaluation, self.video_length).to(self.device)
-        self._test_videos = 0
+        # The settings travel with the FVD's protocol record (sampler, steps, seeds).
+        settings = self.report_settings()
+        self.test_evaluation = VideoEvaluation(self.evaluation, self.video_length, settings=settings).to(self.device)
+        self.test_clips = SumMetric().to(self.device)
         self.sampling_cost = SamplingCost([self.network, self.ema.module])
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
+        """``evaluation.num_samples`` samples of every clip, ``evaluation.runs`` times with other seeds, scored into
+        ``test_evaluation``; returns the first run's samples (N, B, T, C, H, W) for test-time callbacks (CARLA)."""
         batch = self.eval_batch(batch)
-        video = batch["video"]
-        mask = self.eval_mask(batch)
-        n = self.evaluation.num_samples
-        with self.sampling_cost.measure(num_clips=video.shape[0] * n):
-            samples = self.sample_many(
-                video,
-                mask,
-                n,
-                self.clip_noise(batch, num_samples=n),
-                progress=self.trainer.progress_bar_callback is not None,
-                **self.conditioning(batch),
-            )
-        self.test_evaluation.update(samples, video, mask)
-        self._test_videos += video.shape[0]
-        # For test-time callbacks (e.g. the CARLA position metrics).
-        return {"samples": samples, "mask": mask, "video": video}
+        video, mask, cond = batch["video"], self.eval_mask(batch), self.conditioning(batch)
+        n, runs = self.evaluation.num_samples, self.evaluation.runs
+        sampler = self.video_sampler()
+        for run in range(runs):
+            noise = self.clip_noise(batch, num_samples=n, run=run)
+            with self.sampling_cost.measure(num_clips=video.shape[0] * n):
+                samples = sampler.sample_many(
+                    video,
+                    mask,
+                    n,
+                    noise,
+                    batch_size=self.evaluation.sample_batch_size,
+                    progress=self.shows_progress(),
+                    **cond,
+                )
+            self.test_evaluation.update(samples, video, mask, run=run)
+            if run == 0:
+                first_run = samples
+        self.test_clips.update(video.shape[0])
+        return {"samples": first_run, "mask": mask, "video": video}
+
+    def on_test_end(self) -> None:
+        self.sampling_cost.remove()
 
     def report_settings(self) -> dict[str, Any]:
         """The settings every number of ``metrics_test.json`` was produced with; methods add their own."""
         long_video = self.video_length > self.frames_per_pass
+        num_stages = len(self.video_sampler().stages(self.video_length, self.task.num_given)) if long_video else 1
+        ckpt_path = self._trainer.ckpt_path if self._trainer is not None else None  # also outside a trainer
         return {
             "method": type(self).__name__,
             "task": self.task.task,
@@ -442,47 +381,16 @@ class VideoDiffusionModule(pl.LightningModule):
             "frames_per_stage": self.rollout_config.stage_frames(self.clip.num_frames, self.task.num_given)
             if long_video
             else None,
-            "num_stages": len(self.stages(self.video_length, self.task.num_given)) if long_video else 1,
+            "num_stages": num_stages,
             "sampler": self.sampling.sampler,
             "sampling_steps": self.sampling.steps or self.schedule.default_sampling_steps,
             "grid": self.sampling.grid,
             "sampler_options": self.sampling.options(),
             "weights": self.ema_config.evaluate,
             "eval_seed": self.sampling.seed,
-            "checkpoint": str(self.trainer.ckpt_path) if self.trainer.ckpt_path else None,
+            "checkpoint": str(ckpt_path) if ckpt_path else None,
             "checkpoint_global_step": self.checkpoint_info.get("global_step", 0),
         }
-
-    def on_test_epoch_end(self) -> None:
-        results = self.test_evaluation.compute()
-        videos = int(self.all_gather(torch.tensor(self._test_videos, device=self.device)).sum())
-        model, baseline = results["model"], results["copy_last_frame"]
-        report = {
-            **self.report_settings(),
-            "num_videos": videos,
-            "metrics_on": "predicted (latent) frames, values scaled to [0, 1]; FVD on whole clips",
-            **results,
-            "beats_copy_last_frame_psnr": model["psnr_mean"] > baseline["psnr_mean"],
-        }
-        if "crps" in model:
-            report["beats_copy_last_frame_crps"] = model["crps"] < baseline["crps"]
-        report["sampling_cost"] = self.sampling_cost.compute(self.all_gather, self.device)
-        self.sampling_cost.remove()
-        flat = {f"test/{k}": v for k, v in model.items()}
-        flat.update({f"test/copy_last_frame/{k}": v for k, v in baseline.items()})
-        self.log_dict(flat, sync_dist=False)
-        if self.trainer.is_global_zero:
-            path = write_json(run_dir(self.trainer) / "metrics_test.json", report)
-            n = self.evaluation.num_samples
-            extra = "".join(f", {k.upper()} {v:.4g}" for k, v in model.items() if k in ("crps", "fvd", "lpips"))
-            print(
-                f"\nTest on {videos} held-out clips ({self.task.task}, {self.task.num_given} given, {n} sample(s) per "
-                f"clip): model PSNR {model['psnr_mean']:.2f} dB (best-of-{n} {model['psnr_best']:.2f}) / SSIM "
-                f"{model['ssim_mean']:.3f}{extra}; copy-last-frame PSNR {baseline['psnr_mean']:.2f} dB / SSIM "
-                f"{baseline['ssim_mean']:.3f} / CRPS (= MAE) {baseline['crps']:.4g}\n"
-                f"Metrics written to {path.resolve()}"
-            )
-        self.test_evaluation.reset()
 
     # ------------------------------------------------------------------------------------------------------- predict
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
@@ -490,20 +398,20 @@ class VideoDiffusionModule(pl.LightningModule):
         first ``num_given`` frames of each clip (data clips may be shorter: only the given frames are needed)."""
         video = batch["video"]
         length = self.video_length
-        noise = self.clip_noise(batch)
-        cond = self.conditioning(batch)
+        sampler, noise, cond = self.video_sampler(), self.clip_noise(batch), self.conditioning(batch)
+        progress = self.shows_progress()
         if length <= self.frames_per_pass and video.shape[1] >= length:
             batch = cut_to_length(batch, length)
             mask = self.eval_mask(batch)
-            samples = self.sample(batch["video"], mask, generator=noise, progress=True, **cond)
+            samples = sampler.sample(batch["video"], mask, generator=noise, progress=progress, **cond)
             return {"samples": samples, "video": batch["video"], "observed": mask.observed, "index": batch.get("index")}
         num_given = self.task.num_given
         if video.shape[1] < num_given:
             raise ValueError(f"task.num_given: the data clips have {video.shape[1]} frames, fewer than {num_given}")
         long_video = torch.zeros(video.shape[0], length, *video.shape[2:])
         long_video[:, :num_given] = video[:, :num_given].cpu()
-        samples = self.sample_long(
-            long_video, num_given, generator=noise, progress=True, callback=self.on_stage, **cond
+        samples = sampler.sample_long(
+            long_video, num_given, generator=noise, progress=progress, callback=self.on_stage, **cond
         )
         observed = torch.zeros(video.shape[0], length, dtype=torch.bool)
         observed[:, :num_given] = True

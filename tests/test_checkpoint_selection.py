@@ -3,7 +3,10 @@ a checkpoint of another method or shape is refused naming both; evaluation never
 
 from __future__ import annotations
 
+import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,8 @@ import torch
 
 from tests.tiny_run import tiny_config
 from video_diffusion_lab import cli as vdiff
-from video_diffusion_lab.callbacks.checkpointing import CheckpointMismatchError
+from video_diffusion_lab.callbacks import non_finite
+from video_diffusion_lab.checkpoints import CheckpointMismatchError
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +115,17 @@ def test_report_names_the_checkpoint_and_its_step(trained, tmp_path: Path) -> No
     vdiff.run(["test", "--config", str(config), "--untrained", "--trainer.default_root_dir", str(tmp_path)])
     report = json.loads((tmp_path / "metrics_test.json").read_text())
     assert report["checkpoint"] is None and report["checkpoint_global_step"] == 0
+
+
+def test_checkpoint_utilities_import_no_callback() -> None:
+    # The callbacks import the checkpoint utilities, never the reverse, and the guard that names a checkpoint to
+    # resume from does not import the callback that writes them (which imports the guard's error).
+    code = (
+        "import sys, video_diffusion_lab.checkpoints; "
+        "print([m for m in sys.modules if m.startswith('video_diffusion_lab.callbacks')])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    guard = ast.parse(Path(non_finite.__file__).read_text())
+    imported = {node.module for node in ast.walk(guard) if isinstance(node, ast.ImportFrom)}
+    assert "video_diffusion_lab.callbacks.checkpointing" not in imported

@@ -89,12 +89,32 @@ def test_carla_hierarchy_levels_by_hand():
             assert max(stage.observed) > max(stage.latent)
 
 
+@pytest.mark.parametrize("name", sorted(SCHEMES))
+def test_every_carla_stage_conditions_on_k_minus_m_frames(name):
+    """The released schemes observe n_to_condition_on = max_frames - step_size = 10 frames in every stage, the last
+    one too, where only 4 frames are left to generate (it used to observe 16 here)."""
+    stages = build_stages(name, *CARLA)
+    assert [len(s.observed) + s.adaptive for s in stages] == [10] * 97
+    assert len(stages[-1].latent) < 10
+
+
+def test_carla_last_stages_by_hand():
+    # autoreg: 36 + 96 * 10 = 996 frames known; the last 4 given the 10 before them (sorted(done)[-(K - m):])
+    assert build_stages("autoreg", *CARLA)[-1] == Stage(tuple(range(986, 996)), (996, 997, 998, 999))
+    # long-range: 5 most recent and the 5 latest given frames
+    assert build_stages("long_range", *CARLA)[-1] == Stage(
+        (31, 32, 33, 34, 35, 991, 992, 993, 994, 995), (996, 997, 998, 999)
+    )
+    # hierarchy-2: level 2 ends with 995..998 (999 is a level-1 frame): up to 5 known after (999 only), 9 before
+    assert build_stages("hierarchy_2", *CARLA)[-1] == Stage((*range(986, 995), 999), (995, 996, 997, 998))
+
+
 def test_long_range_splits_context_between_recent_frames_and_the_prefix():
     stages = long_range(20, 6, 2, 5)
     assert stages[0] == Stage((1, 2, 3, 4), (5, 6))
     # K - m = 4 observed: the 2 most recent and the 2 latest given frames
     assert stages[3] == Stage((3, 4, 9, 10), (11, 12))
-    assert stages[-1] == Stage((3, 4, 17, 18), (19,)) or len(stages[-1].observed) == 5
+    assert stages[-1] == Stage((3, 4, 17, 18), (19,)), "K - m observed in the last stage too"
 
 
 def test_unknown_scheme_and_bad_arguments_name_the_field():
@@ -201,7 +221,7 @@ def test_ramvid_runs_autoreg_and_refuses_other_schemes_before_sampling():
 
     def sample_fn(given, mask):
         calls.append(mask)
-        return model.sample_pass(given, mask, generator=torch.Generator().manual_seed(0))
+        return model.video_sampler().sample_pass(given, mask, generator=torch.Generator().manual_seed(0))
 
     run_stages(video, build_stages("autoreg", 8, 4, 2, 2), sample_fn, 4, "cpu", contiguous_only=contiguous)
     assert len(calls) == 3 and video[:, 2:].abs().sum() > 0

@@ -1,5 +1,5 @@
-"""A non-finite loss stops training with a clear error before it reaches the weights; the last good checkpoint stays
-the last checkpoint; metric files never hold bare NaN."""
+"""A non-finite loss stops training with a clear error before it reaches the weights and names the newest checkpoint
+whose weights did not give it; metric files never hold bare NaN (lr 1e10, then a resume at 1e-3: test_user_findings)."""
 
 from __future__ import annotations
 
@@ -30,27 +30,29 @@ def strict_json(text: str) -> object:
     return json.loads(text, parse_constant=refuse)
 
 
-def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+def test_nan_loss_stops_at_its_step_and_names_the_checkpoint_before_the_weights_that_gave_it(tmp_path: Path) -> None:
+    # Checkpoints at steps 0, 2 and 4; the loss after step 4 is NaN, so step 4's weights gave it and step 2's did not.
     losses = tmp_path / "losses.jsonl"
     config = tiny_config(
         tmp_path,
         trainer={"max_steps": 8},
         callbacks=[
-            poison(step=3),
+            poison(step=4),
             {"class_path": "tests.run_callbacks.RecordLosses", "init_args": {"path": str(losses)}},
         ],
     )
     with pytest.raises(NonFiniteLossError) as error:
         vdiff.run(["fit", "--config", str(config)])
     message = str(error.value)
-    last = tmp_path / "checkpoints" / "last.ckpt"
-    assert "not finite" in message and "after global step 3" in message, message
-    assert f"{last} (global step 2)" in message, "the error names the last good checkpoint and its step"
-    assert sorted(read_losses(losses)) == [1, 2, 3], "no step was trained after the NaN"
-    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
-    assert checkpoint["global_step"] == 2, "last.ckpt was replaced after the NaN"
-    assert checkpoint_tensors_finite(last)
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch=0-step=2.ckpt", "last.ckpt"]
+    folder = tmp_path / "checkpoints"
+    assert "not finite" in message and "after global step 4" in message, message
+    good = folder / "epoch=0-step=2.ckpt"
+    assert error.value.resume_from == good and f"{good} (global step 2)" in message and f"--ckpt_path {good}" in message
+    assert sorted(read_losses(losses)) == [1, 2, 3, 4], "no step was trained after the NaN"
+    last = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 4, "last.ckpt was replaced after the NaN"
+    assert all(checkpoint_tensors_finite(path) for path in folder.iterdir())
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch=0-step=2.ckpt", "epoch=0-step=4.ckpt", "last.ckpt"]
 
 
 def test_nan_on_one_ddp_rank_stops_both_ranks(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-import video_diffusion_lab.lightning_modules.rvd as rvd_module
+import video_diffusion_lab.diffusion.video_sampler as video_sampler_module
 from video_diffusion_lab.diffusion import FrameMask, task_mask
 from video_diffusion_lab.diffusion.denoiser import Denoiser
 from video_diffusion_lab.groups import ClipShape, DiffusionConfig, EMAConfig, SamplingConfig, TaskConfig
@@ -108,7 +108,7 @@ def test_rollout_returns_mu_plus_the_sampled_residual(monkeypatch: pytest.Monkey
         assert [tuple(c.shape) for c in kwargs["extra_args"]["context"]] == [(2, 1, 8, 8, 8), (2, 1, 16, 4, 4)]
         return residual
 
-    monkeypatch.setattr(rvd_module, "sample", fixed_residual)
+    monkeypatch.setattr(video_sampler_module, "sample", fixed_residual)
     out = model.rollout(video, num_given=2)
     torch.testing.assert_close(out[:, :2], video[:, :2], rtol=0, atol=0)
     # Replay the RNNs on the rollout's own frames: each generated frame is clamp(mu_t + sigma * y_t).

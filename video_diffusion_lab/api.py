@@ -162,7 +162,7 @@ def load_run(
     """The run in ``folder``: its ``config_fit.yaml`` built as ``vdiff`` builds it, with the weights of ``checkpoint``
     ("last": the newest ``checkpoints/last*.ckpt``; a path; None: the initial weights). ``overrides`` are config
     fields as on the command line, dotted: ``load_run(dir, **{"model.init_args.sampling.steps": 20})``."""
-    from video_diffusion_lab.callbacks.checkpointing import (
+    from video_diffusion_lab.checkpoints import (
         check_checkpoint_matches,
         find_last_checkpoint,
         load_checkpoint,

@@ -1,4 +1,5 @@
-"""The shared diffusion core: schedules, parameterizations, frame masks, the denoiser, samplers and schemes.
+"""The shared diffusion core: schedules, parameterizations, frame masks, the denoiser, samplers, schemes and the
+video sampler that runs them (one pass, a long video, N samples per clip).
 
 Every method in the framework calls this package; none carries its own copy of the diffusion math.
 """
@@ -50,6 +51,7 @@ from video_diffusion_lab.diffusion.schemes import (
     long_range,
     run_stages,
 )
+from video_diffusion_lab.diffusion.video_sampler import DenoiserFactory, VideoSampler, unguided
 
 __all__ = [
     "Denoiser",
@@ -94,4 +96,7 @@ __all__ = [
     "autoregressive",
     "get_scheme",
     "run_stages",
+    "DenoiserFactory",
+    "VideoSampler",
+    "unguided",
 ]

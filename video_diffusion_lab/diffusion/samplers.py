@@ -196,10 +196,9 @@ def sample_heun(
 
     A step that starts above the VE noise level ``second_order_max`` (Karras et al.'s sigma_max, 80) is the Euler step
     alone: its correction scales the difference of the two eps estimates by the step in s, which from the top of a
-    discrete cosine chain (s ~ 2e4) multiplies a trained network's eps error by thousands (measured on the embedded
-    RaMViD, 10 steps: 4.7 dB with the correction there, 15.1 dB without, 15.4 dB for the full ancestral chain). Up
-    there x_hat is the data mean to within alpha < 1/80, so Euler loses nothing; ``float("inf")`` corrects every
-    step, as Karras et al.
+    discrete cosine chain (s ~ 2e4) multiplies a trained network's eps error by thousands (the measurement is in
+    docs/results.md, "Sampling cost"). Up there x_hat is the data mean to within alpha < 1/80, so Euler loses nothing;
+    ``float("inf")`` corrects every step, as Karras et al.
 
     ``s_churn`` > 0 adds Karras's stochastic churn: before each step the noise level is raised from s to
     s (1 + g), g = min(s_churn / steps, sqrt(2) - 1), by adding fresh noise (never above the grid's first level), at
