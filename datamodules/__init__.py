@@ -6,7 +6,12 @@ from video_diffusion_lab.datamodules.carla import CARLADataModule, CARLADataset
 from video_diffusion_lab.datamodules.kinetics import KineticsDataModule, KineticsDataset
 from video_diffusion_lab.datamodules.maze import MazeDataModule, MazeDataset
 from video_diffusion_lab.datamodules.moving_shapes import MovingShapesDataModule, MovingShapesDataset
-from video_diffusion_lab.datamodules.streaming import StreamingVideoDataModule
+
+try:
+    from video_diffusion_lab.datamodules.streaming import StreamingVideoDataModule
+except ModuleNotFoundError as missing:  # LitData is installed apart (setup.cfg, extra "streaming"): optional here
+    if missing.name != "litdata":
+        raise
 from video_diffusion_lab.datamodules.video_index import SkippedVideoReport
 
 __all__ = [

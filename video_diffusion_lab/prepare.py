@@ -43,7 +43,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from litdata import optimize
+
+try:
+    from litdata import optimize
+except ModuleNotFoundError as missing:
+    raise SystemExit(
+        "vdiff-prepare needs LitData: pip install --no-deps litdata==0.2.76 && pip install -e '.[streaming]' "
+        "(without its declared torchvision, which would replace the installed torch)"
+    ) from missing
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
