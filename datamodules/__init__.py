@@ -8,7 +8,7 @@ from video_diffusion_lab.datamodules.maze import MazeDataModule, MazeDataset
 from video_diffusion_lab.datamodules.moving_shapes import MovingShapesDataModule, MovingShapesDataset
 
 try:
-    from video_diffusion_lab.datamodules.streaming import StreamingVideoDataModule
+    from video_diffusion_lab.datamodules.streaming import StreamingVideoDataModule as StreamingVideoDataModule
 except ModuleNotFoundError as missing:  # LitData is installed apart (setup.cfg, extra "streaming"): optional here
     if missing.name != "litdata":
         raise
@@ -26,5 +26,5 @@ __all__ = [
     "MovingShapesDataModule",
     "MovingShapesDataset",
     "SkippedVideoReport",
-    "StreamingVideoDataModule",
+    *(["StreamingVideoDataModule"] if "StreamingVideoDataModule" in globals() else []),
 ]
