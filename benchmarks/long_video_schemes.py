@@ -19,6 +19,9 @@ revisit frames true against each scheme, the error by lag.
         [--videos 32] [--samples 2] [--samplers paper dpmpp] [--out benchmarks/results] [--pictures docs/images]
 
 The runs are trained beforehand (``vdiff fit --config experiments/fdm_maze.yaml``); nothing is trained here.
+Every finished row is kept in ``--cache`` (default: the FDM run's ``benchmark/rows``), keyed by the checkpoint and
+every setting that changes it: an interrupted benchmark goes on where it stopped, and processes given different
+``--schemes`` / ``--run`` can share the work (a last call with everything assembles the table from the cache).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import numpy as np
 import torch
 from scipy.stats import bootstrap
 from torch.utils.data import default_collate
+from torchmetrics.utilities import dim_zero_cat
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -72,6 +76,60 @@ class Row:
     @property
     def name(self) -> str:
         return f"{self.method} {self.scheme}" if self.scheme else self.method
+
+
+# ------------------------------------------------------------------------------------------------------------- cache
+def row_key(run: Run, row: Row, args: argparse.Namespace) -> str:
+    """Everything a row's numbers depend on: the checkpoint (path and training step), the sampling settings and the
+    benchmark's settings."""
+    state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
+    return json.dumps(
+        {
+            "checkpoint": str(Path(run.checkpoint).resolve()),
+            "global_step": state["global_step"],
+            "sampling": str(run.model.sampling),
+            "rollout": str(run.model.rollout_config),
+            "row": [row.method, row.scheme, row.sampler],
+            **{name: getattr(args, name) for name in ("videos", "samples", "seed", "late", "beyond", "batch")},
+        },
+        sort_keys=True,
+    )
+
+
+def save_row(row: Row, key: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    states = {
+        f"{prefix}.{name}": dim_zero_cat(value)
+        for prefix, metric in (("revisit", row.revisit), ("late", row.late))
+        for name, value in metric.metric_state.items()
+    }
+    torch.save(
+        {
+            "key": key,
+            "states": states,
+            "costs": [row.calls_per_video, row.paper_calls_per_video, row.seconds_per_video],
+            "first_video": row.first_video,
+            "observed_per_stage": [list(frames) for frames in row.observed_per_stage],
+        },
+        path,
+    )
+
+
+def load_row(row: Row, key: str, path: Path) -> bool:
+    """Fill ``row`` from the cache file when it was made with the same ``key``."""
+    if not path.exists():
+        return False
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved["key"] != key:
+        return False
+    for prefix, metric in (("revisit", row.revisit), ("late", row.late)):
+        for name in metric.metric_state:
+            setattr(metric, name, [saved["states"][f"{prefix}.{name}"]])
+        metric._update_count = 1  # noqa: SLF001 - torchmetrics warns on compute() before any update
+    row.calls_per_video, row.paper_calls_per_video, row.seconds_per_video = saved["costs"]
+    row.first_video = saved["first_video"]
+    row.observed_per_stage = [tuple(frames) for frames in saved["observed_per_stage"]]
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------------- sampling
@@ -320,6 +378,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--beyond", type=int, default=None, help="K of 'beyond K'; default FDM's frames per pass")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder of the table")
+    parser.add_argument("--cache", type=Path, default=None, help="folder of finished rows (default: FDM run's)")
     parser.add_argument("--pictures", type=Path, default=REPO / "docs" / "images", help="folder of the PNGs")
     return parser.parse_args()
 
@@ -338,17 +397,20 @@ def main() -> None:
     beyond = args.beyond or fdm.model.frames_per_pass
     num_walls = fdm.datamodule.dataset("test").num_walls
     batches = test_videos(fdm, args.videos, args.batch)
+    cache = args.cache or Path(runs["fdm"]) / "benchmark" / "rows"
     video_length = batches[0]["video"].shape[1]
 
     def new_metrics() -> tuple[RevisitColourError, LateFrameQuality]:
         estimator = "fair" if args.samples > 1 else "ensemble"
         return RevisitColourError(num_walls, beyond), LateFrameQuality(args.late, crps_estimator=estimator)
 
+    bases = {method: load_run(folder, **test_size) for method, folder in runs.items()}
+    for method, base in bases.items():  # before any sampling: every run completes the same videos
+        if not torch.equal(test_videos(base, 1, 1)[0]["video"], batches[0]["video"][:1]):
+            raise SystemExit(f"{runs[method]}: its test videos differ from {runs['fdm']}'s (data settings differ)")
     rows: list[Row] = []
     for method, folder in runs.items():
-        base = load_run(folder, **test_size)
-        if not torch.equal(test_videos(base, 1, 1)[0]["video"], batches[0]["video"][:1]):
-            raise SystemExit(f"{folder}: its test videos differ from {runs['fdm']}'s (data settings differ)")
+        base = bases[method]
         settings = paper_and_dpm_settings(base)
         schemes = args.schemes if method == "fdm" else [base.model.rollout_config.scheme]
         for sampler in args.samplers:
@@ -358,10 +420,19 @@ def main() -> None:
                     overrides["model.init_args.rollout.scheme"] = scheme
                 run = load_run(folder, **overrides)
                 row = Row(method, scheme, sampler, *new_metrics())
-                start = time.perf_counter()
-                sample_row(run, batches, row, args.samples, args.batch, args.seed)
-                row.paper_calls_per_video = row.calls_per_video / calls_per_pass(run) * calls_per_pass(base)
-                print(f"{row.name} [{sampler}]: {time.perf_counter() - start:.0f} s", flush=True)
+                key, cached = row_key(run, row, args), cache / f"{method}_{scheme}_{sampler}.pt"
+                if load_row(row, key, cached):
+                    print(f"{row.name} [{sampler}]: from {cached}", flush=True)
+                else:
+                    start = time.perf_counter()
+                    sample_row(run, batches, row, args.samples, args.batch, args.seed)
+                    row.paper_calls_per_video = row.calls_per_video / calls_per_pass(run) * calls_per_pass(base)
+                    print(f"{row.name} [{sampler}]: {time.perf_counter() - start:.0f} s", flush=True)
+                    save_row(row, key, cached)
+                if run.model.video_length > run.model.frames_per_pass:  # the stages, for the diagram
+                    row.stages = run.model.video_sampler().stages(run.model.video_length, num_given)
+                else:  # RVD: one pass, the recurrent rollout over the whole video, no scheme
+                    row.scheme = "recurrent rollout"
                 rows.append(row)
     baseline = copy_last_frame_row(batches, num_given, RevisitColourError(num_walls, beyond), args.late)
 

@@ -187,9 +187,18 @@ class RVD(VideoDiffusionModule):
                 f"task.task: RVD only predicts the next frames from the first ones ('prediction'); its RNNs cannot "
                 f"condition on later frames, so {task.task!r} is not possible"
             )
-        if not 1 <= task.num_given < clip.num_frames:
+        # The rollout takes any number of given frames below the video length; only training's warm-up (by default
+        # task.num_given) must leave frames of the training clip to learn from.
+        length = task.video_length or clip.num_frames
+        if not 1 <= task.num_given < length:
             raise ValueError(
-                f"task.num_given: RVD needs 1 <= num_given < clip.num_frames ({clip.num_frames}), got {task.num_given}"
+                f"task.num_given: RVD needs 1 <= num_given < video_length ({length}), got {task.num_given}"
+            )
+        if train_warmup is None and task.num_given >= clip.num_frames:
+            raise ValueError(
+                f"train_warmup: null warms the RNNs up on task.num_given = {task.num_given} frames, which leaves none "
+                f"of a {clip.num_frames}-frame training clip (clip.num_frames) to learn from; set train_warmup below "
+                f"{clip.num_frames}"
             )
         if train_warmup is not None and not 1 <= train_warmup < clip.num_frames:
             raise ValueError(

@@ -194,3 +194,49 @@ def test_vdiff_fit_on_the_maze_config_trains_and_checkpoints(tmp_path: Path) -> 
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 2
     assert (tmp_path / "config_fit.yaml").exists()
+
+
+MAZE_CONFIGS = ["fdm_maze.yaml", "ramvid_maze.yaml", "rvd_maze.yaml", "vdm_maze.yaml"]
+
+
+def test_every_method_has_a_maze_config_on_the_same_test_videos() -> None:
+    assert sorted(path.name for path in (REPO / "experiments").glob("*_maze.yaml")) == MAZE_CONFIGS
+    reference = None
+    for name in MAZE_CONFIGS:
+        cli = vdiff.run(["--config", str(REPO / "experiments" / name), "--trainer.logger", "false"], subcommand=False)
+        model, data = cli.model, cli.datamodule
+        assert (model.video_length, model.task.num_given) == (300, 36), name
+        data.setup("test")
+        test = data.dataset("test")
+        first = (len(test), test[0]["video"], test[31]["video"])
+        if reference is None:
+            reference = first
+        assert first[0] == reference[0] == 32 and torch.equal(first[1], reference[1]), name
+        assert torch.equal(first[2], reference[2]), name
+
+
+@pytest.mark.parametrize("name", MAZE_CONFIGS[1:])
+def test_the_other_methods_maze_configs_fit_with_their_logger(name: str, tmp_path: Path) -> None:
+    import wandb
+
+    try:
+        vdiff.run(
+            [
+                "fit",
+                "--config",
+                str(REPO / "experiments" / name),
+                "--trainer.default_root_dir",
+                str(tmp_path),
+                "--trainer.max_steps",
+                "2",
+                "--trainer.enable_progress_bar",
+                "false",
+                "--data.init_args.train_size",
+                "16",
+            ]
+        )
+    finally:
+        wandb.finish()
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 2
+    assert list(tmp_path.glob("wandb/offline-run-*")), "the configured W&B logger wrote no run"

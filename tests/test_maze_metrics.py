@@ -127,6 +127,22 @@ def test_late_frame_quality_scores_only_the_last_frames() -> None:
     assert (four["late_crps"] > 0).all() and (six["late_crps"] > 2 * four["late_crps"]).all()
 
 
+def test_late_psnr_stays_finite_when_one_late_frame_is_exact() -> None:
+    """The maze tour repeats, so a frozen frame can equal one late frame exactly: the video's PSNR is that of its
+    mean squared error over the late frames, finite, not infinite."""
+    torch.manual_seed(0)
+    video = torch.rand(1, 8, 3, 8, 8) * 2 - 1
+    latent = torch.ones(1, 8, dtype=torch.bool)
+    latent[:, :2] = False
+    samples = torch.rand(1, 1, 8, 3, 8, 8) * 2 - 1
+    samples[0, 0, 6] = video[0, 6]  # one late frame exact
+    metric = LateFrameQuality(late=4, crps_estimator="ensemble")
+    metric.update(samples, video, latent)
+    late = slice(4, 8)
+    mse = ((samples[0, 0, late] - video[0, late]) / 2).square().mean()
+    assert torch.isclose(metric.compute()["late_psnr"], -10 * torch.log10(mse.double()))
+
+
 def test_bad_inputs_name_the_problem() -> None:
     video, wall_map, latent = constructed_world()
     with pytest.raises(ValueError, match="num_walls"):

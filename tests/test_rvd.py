@@ -200,6 +200,22 @@ def test_task_and_mask_errors() -> None:
     assert prefix_length(task_mask("prediction", 2, 5, 3)) == 3
 
 
+def test_more_given_frames_than_a_training_clip_need_a_shorter_warm_up() -> None:
+    """The rollout reads any number of given frames (the maze: 36 of 300) while training clips are short: only the
+    training warm-up must leave frames of a clip to learn from."""
+    long_task = TaskConfig(num_given=6, video_length=12)
+    model = RVD(clip=ClipShape(num_frames=4, image_size=8), network=TINY_NETWORK, task=long_task, train_warmup=2)
+    assert (model.train_warmup, model.video_length, model.frames_per_pass) == (2, 12, 12)
+    with pytest.raises(ValueError, match="train_warmup: null"):
+        RVD(clip=ClipShape(num_frames=4, image_size=8), network=TINY_NETWORK, task=long_task)
+    with pytest.raises(ValueError, match="video_length"):
+        RVD(
+            clip=ClipShape(num_frames=4, image_size=8),
+            network=TINY_NETWORK,
+            task=TaskConfig(num_given=12, video_length=12),
+        )
+
+
 def test_paper_settings_parameter_counts_and_configs() -> None:
     counts = {}
     for name in ("rvd_bair", "rvd_bair_1to15", "rvd_128"):

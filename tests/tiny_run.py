@@ -86,6 +86,30 @@ TINY = {
             eval_batch_size=2,
         ),
     ),
+    "ramvid_maze": (
+        EXPERIMENTS / "ramvid_maze.yaml",
+        {
+            "clip": {"num_frames": 4, "image_size": 8},
+            "network": {"model_channels": 8, "channel_mult": [1, 2], "attention_resolutions": []},
+            "diffusion": {"steps": 100},
+            "sampling": {"steps": 2},
+            "task": {"num_given": 3, "video_length": 12},
+            "rollout": {"frames_per_stage": 2},
+            "max_given": 2,
+        },
+        dict(
+            video_length=12,  # the tiny "maze" entry's videos: the two runs share their test videos
+            num_frames=4,
+            image_size=8,
+            maze_cells=2,
+            train_size=8,
+            val_size=1,
+            test_size=2,
+            predict_size=2,
+            batch_size=4,
+            eval_batch_size=2,
+        ),
+    ),
     "rvd": (
         EXPERIMENTS / "rvd_shapes.yaml",
         {

@@ -30,7 +30,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from video_diffusion_lab.metrics.crps import Estimator, crps_from_samples
-from video_diffusion_lab.metrics.frame_quality import per_video_scores, to_unit_range
+from video_diffusion_lab.metrics.frame_quality import to_unit_range
 
 DEFAULT_LAG_EDGES = (1, 10, 20, 40, 80, 160)
 GROUPS = ("revisit", "given")
@@ -203,8 +203,9 @@ def late_frames(latent: Tensor, late: int) -> Tensor:
 
 
 class LateFrameQuality(Metric):
-    """PSNR (dB, mean over samples) and CRPS (per pixel, [0, 1] units) of the generated frames among the last
-    ``late`` frames of every video: how good frames are long after the given ones.
+    """PSNR (dB, of each video's mean squared error over its late generated frames, mean over samples) and CRPS (per
+    pixel, [0, 1] units) of the generated frames among the last ``late`` frames of every video: how good frames are
+    long after the given ones.
 
     ``update(samples (N, B, T, C, H, W), target (B, T, C, H, W), latent (B, T))``, videos in [-1, 1]. CRPS needs N >= 2
     with the default ``"fair"`` estimator (``metrics.crps``). ``compute()``: ``{"late_psnr", "late_crps"}``;
@@ -235,8 +236,12 @@ class LateFrameQuality(Metric):
         mask = late_frames(latent, self.late)[:, -self.late :].to(samples.device)
         if not bool(mask.any(dim=1).all()):
             raise ValueError(f"latent: every video needs generated frames among its last {self.late} frames")
-        psnr, _, _ = per_video_scores(samples, target, mask)
-        self.psnr.append(psnr.mean(dim=0))
+        # PSNR of each video's mean squared error over its late frames, not the mean of per-frame PSNRs: the maze
+        # tour repeats, so a frozen frame can match one late frame exactly, and one infinite frame would make the
+        # whole video's PSNR infinite.
+        squared = (to_unit_range(samples) - to_unit_range(target)).square().flatten(3).mean(dim=3)  # (N, B, T)
+        mse = (squared * mask).sum(dim=2) / mask.sum(dim=1)  # (N, B)
+        self.psnr.append((-10 * torch.log10(mse.to(torch.float64))).mean(dim=0))
         pointwise = crps_from_samples(to_unit_range(samples), to_unit_range(target), self.crps_estimator)
         per_frame = pointwise.flatten(2).mean(dim=2)  # (B, T)
         self.crps.append((per_frame * mask).sum(dim=1) / mask.sum(dim=1))
