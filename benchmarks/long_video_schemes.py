@@ -13,10 +13,12 @@ DPM-Solver++(2M) with at most 1/20 of its network calls per pass. Per row (``met
 Intervals: 95% bootstrap over videos (scipy.stats.bootstrap, percentile, 2000 resamples; ratio of sums for the
 colour errors). The table goes to ``--out`` (long_video_schemes.md), every number to the FDM run's
 ``benchmark/long_video_schemes.json``, the pictures to ``--pictures`` (for the docs): each scheme's stages, a strip of
-revisit frames true against each scheme, the error by lag.
+revisit frames true against each scheme, the error by lag. The pictures and both tables also go to a W&B run
+(``--wandb``: offline by default, in the FDM run's ``benchmark/wandb``; upload it later with ``wandb sync``).
 
     .venv/bin/python benchmarks/long_video_schemes.py --run fdm=runs/fdm_maze [--run ramvid=runs/ramvid_maze ...]
         [--videos 32] [--samples 2] [--samplers paper dpmpp] [--out benchmarks/results] [--pictures docs/images]
+        [--wandb offline|online|disabled]
 
 The runs are trained beforehand (``vdiff fit --config experiments/fdm_maze.yaml``); nothing is trained here.
 Every finished row is kept in ``--cache`` (default: the FDM run's ``benchmark/rows``), keyed by the checkpoint and
@@ -366,6 +368,37 @@ def plot_error_by_lag(summaries: dict[str, dict[str, Any]], columns: list[str], 
 
 
 # --------------------------------------------------------------------------------------------------------------- main
+def log_to_wandb(
+    args: argparse.Namespace, folder: Path, heads: list[list[str]], tables: list[str], how: list[str]
+) -> None:
+    """The pictures and the two tables as one W&B run (offline: in ``folder / "wandb"``, for ``wandb sync``)."""
+    import wandb
+
+    def cells(table: str) -> list[list[str]]:
+        return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+
+    run = wandb.init(
+        project="video-diffusion",
+        name="long_video_schemes",
+        job_type="benchmark",
+        mode=args.wandb,
+        dir=folder,
+        config={**{k: str(v) for k, v in vars(args).items()}, "made_by": how},
+    )
+    run.log(
+        {
+            **{
+                picture: wandb.Image(str(args.pictures / f"long_video_schemes_{picture}.png"))
+                for picture in ("stages", "revisits", "lag")
+            },
+            "table": wandb.Table(columns=heads[0], data=cells(tables[0])),
+            "given_walls_by_lag": wandb.Table(columns=heads[1], data=cells(tables[1])),
+        }
+    )
+    run.finish()
+    print(f"W&B ({args.wandb}): {run.dir}")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", action="append", required=True, help="NAME=RUN_FOLDER; one fdm run at least")
@@ -380,6 +413,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder of the table")
     parser.add_argument("--cache", type=Path, default=None, help="folder of finished rows (default: FDM run's)")
     parser.add_argument("--pictures", type=Path, default=REPO / "docs" / "images", help="folder of the PNGs")
+    parser.add_argument("--wandb", choices=["offline", "online", "disabled"], default="offline", help="W&B mode")
     return parser.parse_args()
 
 
@@ -466,8 +500,9 @@ def main() -> None:
         ],
     )
     bins = [c for c in columns if not c.startswith("beyond")]
+    lag_head = ["method / scheme [sampler]", *[f"lag {b}" for b in bins]]
     lag_table = markdown_table(
-        ["method / scheme [sampler]", *[f"lag {b}" for b in bins]],
+        lag_head,
         [[name, *[with_interval(s[f"given_{b}"]) for b in bins]] for name, s in summaries.items()],
     )
     model = fdm.model
@@ -507,6 +542,8 @@ def main() -> None:
     )
     plot_error_by_lag(summaries, columns, args.pictures / "long_video_schemes_lag.png")
     print(f"{args.out / 'long_video_schemes.md'}, {details}, pictures in {args.pictures}")
+    if args.wandb != "disabled":
+        log_to_wandb(args, details.parent, [head, lag_head], [table, lag_table], info[:3])
     print("\n".join(info))
 
 

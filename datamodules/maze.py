@@ -7,7 +7,7 @@ The world of one video (all drawn from ``numpy.random.default_rng([seed, split, 
   coordinates, walls between them, carved by a randomised depth-first search from a random start cell);
 - every solid block has a colour drawn from ``PALETTE`` (well separated hues); floor and ceiling are fixed greys;
 - the camera walks the depth-first tour of the maze (every corridor out and back, ending where it started) at a
-  constant speed (``MOVE_FRAMES`` frames per cell, ``TURN_FRAMES`` per quarter turn, turning on the spot) and starts
+  constant speed (``cell_frames`` frames per cell, ``turn_frames`` per quarter turn, turning on the spot) and starts
   the tour again when it ends. Position and heading are therefore a known function of time, every corridor is seen
   again on the way back (lags from a few frames to a whole tour), and walls not yet seen are uncertain.
 
@@ -57,8 +57,8 @@ CEILING = np.array((200.0, 200.0, 200.0))
 FIELD_OF_VIEW = np.deg2rad(66.0)  # horizontal
 FOG = 0.12  # brightness exp(-FOG * distance in blocks)
 SIDE_SHADE = 0.7  # walls that face north or south are darker than those that face east or west
-MOVE_FRAMES = 8  # frames to walk from one cell to the next (two blocks)
-TURN_FRAMES = 6  # frames per quarter turn on the spot
+MOVE_FRAMES = 8  # default cell_frames: frames to walk from one cell to the next (two blocks)
+TURN_FRAMES = 6  # default turn_frames: frames per quarter turn on the spot
 
 # Headings of the four grid directions (x to the right, y down the rows): east, south, west, north.
 DIRECTIONS = {(1, 0): 0.0, (0, 1): np.pi / 2, (-1, 0): np.pi, (0, -1): 3 * np.pi / 2}
@@ -103,10 +103,12 @@ def carve_maze(rng: np.random.Generator, cells: int) -> tuple[np.ndarray, list[t
     return solid, [(2 * x + 1, 2 * y + 1) for x, y in tour]
 
 
-def camera_path(tour: list[tuple[int, int]], num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+def camera_path(
+    tour: list[tuple[int, int]], num_frames: int, cell_frames: int = MOVE_FRAMES, turn_frames: int = TURN_FRAMES
+) -> tuple[np.ndarray, np.ndarray]:
     """Position (T, 2) and unwrapped heading (T,) of a camera that walks ``tour`` (block coordinates of consecutive
-    cells) again and again: a turn on the spot towards the next cell (``TURN_FRAMES`` per quarter turn, the shorter
-    way), then ``MOVE_FRAMES`` frames of straight walking. Frame 0 stands at the first cell facing the second."""
+    cells) again and again: a turn on the spot towards the next cell (``turn_frames`` per quarter turn, the shorter
+    way), then ``cell_frames`` frames of straight walking. Frame 0 stands at the first cell facing the second."""
     moves = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(tour, tour[1:], strict=False)]
     if not moves:
         raise ValueError("camera_path: the tour needs at least two cells")
@@ -118,14 +120,14 @@ def camera_path(tour: list[tuple[int, int]], num_frames: int) -> tuple[np.ndarra
         dx, dy = moves[step % len(moves)]
         target = DIRECTIONS[(int(np.sign(dx)), int(np.sign(dy)))]
         turn, quarters = TURNS[int(round(((target - heading) % (2 * np.pi)) / (np.pi / 2))) % 4]
-        frames = quarters * TURN_FRAMES
+        frames = quarters * turn_frames
         for f in range(1, frames + 1):
             positions.append(position.copy())
             headings.append(heading + turn * f / frames)
         heading += turn
         start = position.copy()
-        for f in range(1, MOVE_FRAMES + 1):
-            position = start + np.array((dx, dy), dtype=np.float64) * f / MOVE_FRAMES
+        for f in range(1, cell_frames + 1):
+            position = start + np.array((dx, dy), dtype=np.float64) * f / cell_frames
             positions.append(position.copy())
             headings.append(heading)
         step += 1
@@ -197,14 +199,20 @@ class MazeVideo:
 
 
 def render_maze_video(
-    rng: np.random.Generator, num_frames: int, image_size: int, maze_cells: int, first_frame: int = 0
+    rng: np.random.Generator,
+    num_frames: int,
+    image_size: int,
+    maze_cells: int,
+    first_frame: int = 0,
+    cell_frames: int = MOVE_FRAMES,
+    turn_frames: int = TURN_FRAMES,
 ) -> MazeVideo:
     """Frames ``first_frame .. first_frame + num_frames - 1`` of the video that ``rng`` draws (the maze, its colours
     and the camera's tour depend only on the generator's state, never on which frames are rendered)."""
     solid, tour = carve_maze(rng, maze_cells)
     grid = solid.shape[0]
     colours = np.where(solid.reshape(-1, 1), PALETTE[rng.integers(len(PALETTE), size=grid * grid)], 0.0)
-    position, heading = camera_path(tour, first_frame + num_frames)
+    position, heading = camera_path(tour, first_frame + num_frames, cell_frames, turn_frames)
     position, heading = position[first_frame:], heading[first_frame:]
     wall_id, distance, horizontal = cast_rays(solid, position, heading, image_size)
 
@@ -247,6 +255,8 @@ class MazeDataset(Dataset):
         seed: int = 0,
         random_window: bool = False,
         ground_truth: bool = True,
+        cell_frames: int = MOVE_FRAMES,
+        turn_frames: int = TURN_FRAMES,
     ):
         if split not in SPLITS:
             raise ValueError(f"split: unknown split {split!r}; choose one of {tuple(SPLITS)}")
@@ -258,6 +268,10 @@ class MazeDataset(Dataset):
             raise ValueError(f"image_size: must be >= 4, got {image_size}")
         if maze_cells < 2:
             raise ValueError(f"maze_cells: a maze needs at least 2 x 2 cells, got {maze_cells}")
+        for name, value in (("cell_frames", cell_frames), ("turn_frames", turn_frames)):
+            if value < 1:
+                raise ValueError(f"{name}: the camera needs at least 1 frame per step, got {value}")
+        self.cell_frames, self.turn_frames = cell_frames, turn_frames
         self.split, self.size, self.seed = split, size, seed
         self.video_length, self.num_frames = video_length, num_frames or video_length
         self.image_size, self.maze_cells = image_size, maze_cells
@@ -277,7 +291,9 @@ class MazeDataset(Dataset):
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, SPLITS[self.split], index])
         count = self.video_length - first_frame if num_frames is None else num_frames
-        return render_maze_video(rng, count, self.image_size, self.maze_cells, first_frame)
+        return render_maze_video(
+            rng, count, self.image_size, self.maze_cells, first_frame, self.cell_frames, self.turn_frames
+        )
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         # The torch RNG draws the window: the training loader seeds it per (seed, epoch, clip).
@@ -314,6 +330,9 @@ class MazeDataModule(ClipDataModule):
         image_size: int = 32,
         channels: int = 3,
         maze_cells: int = 3,
+        # the camera's speed: frames to walk one cell, frames per quarter turn
+        cell_frames: int = MOVE_FRAMES,
+        turn_frames: int = TURN_FRAMES,
         train_size: int = 10000,
         val_size: int = 4,
         test_size: int = 32,
@@ -333,7 +352,14 @@ class MazeDataModule(ClipDataModule):
         self.image_size, self.channels = image_size, channels
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.predict_size, self.train_ground_truth = predict_size, train_ground_truth
-        self.world = dict(video_length=video_length, image_size=image_size, maze_cells=maze_cells, seed=seed)
+        self.world = dict(
+            video_length=video_length,
+            image_size=image_size,
+            maze_cells=maze_cells,
+            seed=seed,
+            cell_frames=cell_frames,
+            turn_frames=turn_frames,
+        )
         self.dataset("train")  # argument errors now, not when the first loader is built
 
     def dataset(self, split: str) -> MazeDataset:

@@ -57,9 +57,14 @@ class FDM(VideoDiffusionModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         # what fills the slots a training pass leaves free (diffusion/frame_sampling.py)
         padding: str = "random_frames",
+        # None: the released distribution over whole videos; W: each example inside a window of log-uniform length
+        # in [W, T] (a departure for short fits, diffusion/frame_sampling.py)
+        min_window: int | None = None,
     ):
         if padding not in PADDING:
             raise ValueError(f"padding: choose one of {PADDING}, got {padding!r}")
+        if min_window is not None and min_window < 1:
+            raise ValueError(f"min_window: must be >= 1 frame or null, got {min_window}")
         super().__init__(
             FDMUNet(network, image_size=clip.image_size, channels=clip.channels, max_frames=clip.num_frames),
             clip=clip,
@@ -74,6 +79,7 @@ class FDM(VideoDiffusionModule):
         )
         self.save_method_hyperparameters()
         self.padding = padding
+        self.min_window = min_window
         self._scheme_stages: list[tuple[Stage, tuple[int, ...]]] = []
 
     # ------------------------------------------------------------------------------------------------------ training
@@ -95,7 +101,9 @@ class FDM(VideoDiffusionModule):
     def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
         video = batch["video"]  # (B, T, C, H, W), whole videos, on the CPU
         batch_size, length = video.shape[:2]
-        slots = fdm_training_slots(batch_size, length, self.clip.num_frames, self.padding, self.training_generator())
+        slots = fdm_training_slots(
+            batch_size, length, self.clip.num_frames, self.padding, self.training_generator(), self.min_window
+        )
         indices = slots.mask.frame_indices
         frames = video[slots.source, indices].to(self.device)  # (B, K, C, H, W)
         if frames.dtype == torch.uint8:

@@ -133,3 +133,31 @@ def test_every_micro_batch_draws_its_own_frame_indices():
     torch.manual_seed(0)  # the draws come from the global RNG, which a resumed run restores
     again = fdm_training_mask(8, 30, 4, model.training_generator())
     assert torch.equal(first.frame_indices, again.frame_indices)
+
+
+def test_windows_keep_the_video_bounds_and_make_short_spacings_common():
+    from video_diffusion_lab.diffusion.frame_sampling import sample_window
+
+    generator = torch.Generator().manual_seed(5)
+    lengths = []
+    for _ in range(400):
+        start, length = sample_window(300, 20, generator)
+        assert 20 <= length <= 300 and 0 <= start <= 300 - length
+        lengths.append(length)
+    assert min(lengths) < 30 and max(lengths) > 200, "log-uniform over [20, 300]: short and long windows both occur"
+    assert sample_window(8, 20, generator) == (0, 8), "a video shorter than the window is taken whole"
+
+    def near_observed(min_window):  # share of latent frames with an observed frame at most 5 frames away
+        mask = fdm_training_mask(2000, 300, 10, torch.Generator().manual_seed(6), min_window=min_window)
+        near = total = 0
+        for b in range(2000):
+            observed = mask.frame_indices[b][mask.observed[b]]
+            for index in mask.frame_indices[b][mask.latent[b]]:
+                total += 1
+                near += bool(observed.numel()) and int((observed - index).abs().min()) <= 5
+        assert ((mask.frame_indices >= 0) & (mask.frame_indices < 300)).all()
+        return near / total
+
+    assert near_observed(20) > 3 * near_observed(None)
+    with pytest.raises(ValueError, match="min_window"):
+        sample_window(300, 0, generator)

@@ -1,6 +1,6 @@
 """benchmarks/long_video_schemes.py as a user runs it, on tiny maze runs of FDM and RaMViD trained here: the table
-has every row asked for with intervals and call counts, the pictures and the JSON are written, finished rows come back
-from the cache, and a run whose test videos differ is refused."""
+has every row asked for with intervals and call counts, the pictures, the JSON and the W&B run are written, finished
+rows come back from the cache, and a run whose test videos differ is refused."""
 
 from __future__ import annotations
 
@@ -70,6 +70,8 @@ def test_the_scheme_benchmark_on_tiny_maze_runs(tmp_path: Path) -> None:
     for picture in ("stages", "revisits", "lag"):
         assert (out / f"long_video_schemes_{picture}.png").stat().st_size > 1000
     assert (runs["fdm"] / "benchmark" / "long_video_schemes.json").exists()
+    logged = list((runs["fdm"] / "benchmark" / "wandb").glob("offline-run-*/files/media/images/*.png"))
+    assert len(logged) == 3, logged  # the pictures in an offline W&B run, for wandb sync
 
     again = benchmark(*args)  # every row from the cache, the same table
     assert again.returncode == 0, again.stderr[-3000:]

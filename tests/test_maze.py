@@ -85,6 +85,27 @@ def test_the_camera_is_a_known_function_of_time_and_stays_in_corridors() -> None
     assert any(np.allclose(p, again[0]) for p in again[1:])
 
 
+def test_the_camera_speed_is_a_setting_of_the_world() -> None:
+    _, tour = carve_maze(np.random.default_rng(1), 3)
+    position, heading = camera_path(tour, 1200, cell_frames=24, turn_frames=18)
+    speed = np.linalg.norm(np.diff(position, axis=0), axis=1)
+    assert np.all(np.isclose(speed, 0) | np.isclose(speed, 2 / 24))  # walks 2 blocks in 24 frames
+    turn = np.abs(np.diff(heading))
+    assert np.all(np.isclose(turn, 0) | np.isclose(turn, np.pi / 2 / 18))  # turns a quarter in 18 frames
+    # The same tour: the slow camera passes the same cells in the same order, only later.
+    fast, _ = camera_path(tour, 400)
+
+    def cells_in_order(path: np.ndarray) -> list[tuple[int, int]]:
+        cells = [tuple(c) for c in np.floor(path).astype(int)]
+        return [c for i, c in enumerate(cells) if i == 0 or c != cells[i - 1]]
+
+    assert cells_in_order(position)[:20] == cells_in_order(fast)[:20]
+    # The data set renders that path (video 0 of the test split is drawn from (seed 0, split 2, index 0)).
+    world = MazeDataset("test", 1, video_length=40, image_size=8, maze_cells=2, cell_frames=24, turn_frames=18)
+    _, small_tour = carve_maze(np.random.default_rng([0, 2, 0]), 2)
+    np.testing.assert_allclose(world.render(0).position, camera_path(small_tour, 40, 24, 18)[0], atol=1e-6)
+
+
 def test_every_wall_pixel_shows_its_walls_colour_shaded_and_floor_and_ceiling_are_grey() -> None:
     video = MazeDataset("test", **SMALL).render(0)
     frames = video.frames.astype(np.float64)  # (T, H, W, 3)
@@ -163,6 +184,10 @@ def test_bad_settings_name_the_field() -> None:
         MazeDataModule(video_length=10, num_frames=11)
     with pytest.raises(ValueError, match="maze_cells"):
         MazeDataModule(maze_cells=1)
+    with pytest.raises(ValueError, match="cell_frames"):
+        MazeDataModule(cell_frames=0)
+    with pytest.raises(ValueError, match="turn_frames"):
+        MazeDataset("test", turn_frames=0)
     with pytest.raises(ValueError, match="channels"):
         MazeDataModule(channels=1)
     with pytest.raises(ValueError, match="split"):
