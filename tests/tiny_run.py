@@ -16,6 +16,18 @@ REPO = Path(__file__).resolve().parents[1]
 MAIN_CONFIG = REPO / "experiments" / "ramvid_shapes.yaml"
 FDM_CONFIG = REPO / "experiments" / "fdm_shapes.yaml"
 EXPERIMENTS = REPO / "experiments"
+# The tiny maze world every maze entry uses, so that their runs complete the same test videos.
+TINY_MAZE = dict(
+    video_length=12,
+    image_size=8,
+    maze_cells=2,
+    train_size=8,
+    val_size=1,
+    test_size=2,
+    predict_size=2,
+    batch_size=4,
+    eval_batch_size=2,
+)
 
 # Per method: the experiment config and the model / data fields that shrink it to seconds.
 TINY = {
@@ -74,17 +86,7 @@ TINY = {
             "task": {"num_given": 3, "video_length": 12},
             "rollout": {"frames_per_stage": 2},
         },
-        dict(
-            video_length=12,
-            image_size=8,
-            maze_cells=2,
-            train_size=8,
-            val_size=1,
-            test_size=2,
-            predict_size=2,
-            batch_size=4,
-            eval_batch_size=2,
-        ),
+        TINY_MAZE,
     ),
     "ramvid_maze": (
         EXPERIMENTS / "ramvid_maze.yaml",
@@ -97,18 +99,7 @@ TINY = {
             "rollout": {"frames_per_stage": 2},
             "max_given": 2,
         },
-        dict(
-            video_length=12,  # the tiny "maze" entry's videos: the two runs share their test videos
-            num_frames=4,
-            image_size=8,
-            maze_cells=2,
-            train_size=8,
-            val_size=1,
-            test_size=2,
-            predict_size=2,
-            batch_size=4,
-            eval_batch_size=2,
-        ),
+        {**TINY_MAZE, "num_frames": 4},  # the tiny "maze" entry's videos: the runs share test videos
     ),
     "rvd": (
         EXPERIMENTS / "rvd_shapes.yaml",
