@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -369,13 +370,11 @@ def plot_error_by_lag(summaries: dict[str, dict[str, Any]], columns: list[str], 
 
 # --------------------------------------------------------------------------------------------------------------- main
 def log_to_wandb(
-    args: argparse.Namespace, folder: Path, heads: list[list[str]], tables: list[str], how: list[str]
+    args: argparse.Namespace, folder: Path, tables: dict[str, tuple[list[str], list[list[Any]]]], how: list[str]
 ) -> None:
-    """The pictures and the two tables as one W&B run (offline: in ``folder / "wandb"``, for ``wandb sync``)."""
+    """The pictures and the tables (name: (header, rows)) as one W&B run (offline: in ``folder / "wandb"``, for
+    ``wandb sync``)."""
     import wandb
-
-    def cells(table: str) -> list[list[str]]:
-        return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
 
     run = wandb.init(
         project="video-diffusion",
@@ -391,8 +390,7 @@ def log_to_wandb(
                 picture: wandb.Image(str(args.pictures / f"long_video_schemes_{picture}.png"))
                 for picture in ("stages", "revisits", "lag")
             },
-            "table": wandb.Table(columns=heads[0], data=cells(tables[0])),
-            "given_walls_by_lag": wandb.Table(columns=heads[1], data=cells(tables[1])),
+            **{name: wandb.Table(columns=head, data=rows) for name, (head, rows) in tables.items()},
         }
     )
     run.finish()
@@ -483,32 +481,29 @@ def main() -> None:
         "with the paper's sampler",
         "s / video",
     ]
-    table = markdown_table(
-        head,
+    cells = [
         [
-            [
-                name,
-                with_interval(s[f"given_beyond_{beyond}"]),
-                with_interval(s[f"revisit_beyond_{beyond}"]),
-                with_interval(s["late_psnr"]),
-                with_interval(s["late_crps"]),
-                round(s["calls_per_video"]),
-                round(s["paper_calls_per_video"]),
-                s["seconds_per_video"],
-            ]
-            for name, s in summaries.items()
-        ],
-    )
+            name,
+            with_interval(s[f"given_beyond_{beyond}"]),
+            with_interval(s[f"revisit_beyond_{beyond}"]),
+            with_interval(s["late_psnr"]),
+            with_interval(s["late_crps"]),
+            round(s["calls_per_video"]),
+            round(s["paper_calls_per_video"]),
+            s["seconds_per_video"],
+        ]
+        for name, s in summaries.items()
+    ]
+    table = markdown_table(head, cells)
     bins = [c for c in columns if not c.startswith("beyond")]
     lag_head = ["method / scheme [sampler]", *[f"lag {b}" for b in bins]]
-    lag_table = markdown_table(
-        lag_head,
-        [[name, *[with_interval(s[f"given_{b}"]) for b in bins]] for name, s in summaries.items()],
-    )
+    lag_cells = [[name, *[with_interval(s[f"given_{b}"]) for b in bins]] for name, s in summaries.items()]
+    lag_table = markdown_table(lag_head, lag_cells)
     model = fdm.model
+    threads = f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}"
     # The result file: "#" lines say how it was made (docs/hooks/results.py shows them as such), then the tables.
     info = [
-        "# " + " ".join(["OMP_NUM_THREADS=2 .venv/bin/python benchmarks/long_video_schemes.py", *sys.argv[1:]]),
+        "# " + " ".join([threads, ".venv/bin/python benchmarks/long_video_schemes.py", *sys.argv[1:]]),
         f"# {date.today().isoformat()}: {args.videos} held-out videos of {video_length} frames "
         f"({model.clip.image_size}x{model.clip.image_size}), {num_given} given, {args.samples} sample(s) each, the "
         "same noise for every row.",
@@ -543,7 +538,9 @@ def main() -> None:
     plot_error_by_lag(summaries, columns, args.pictures / "long_video_schemes_lag.png")
     print(f"{args.out / 'long_video_schemes.md'}, {details}, pictures in {args.pictures}")
     if args.wandb != "disabled":
-        log_to_wandb(args, details.parent, [head, lag_head], [table, lag_table], info[:3])
+        log_to_wandb(
+            args, details.parent, {"table": (head, cells), "given_walls_by_lag": (lag_head, lag_cells)}, info[:3]
+        )
     print("\n".join(info))
 
 

@@ -14,6 +14,7 @@ the same windows (its RNNs read the given frames, then generate the rest).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -74,8 +75,9 @@ def main() -> None:
     width = max(len(r) for r in rows)
     rows = [r[:-1] + ["-"] * (width - len(r)) + r[-1:] for r in rows]
     header = ["run", *[f"lag {i + 1}" for i in range(width - 2)], "moved by other given frames"]
+    threads = f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}"
     text = [
-        "# " + " ".join(["OMP_NUM_THREADS=2 .venv/bin/python benchmarks/maze_conditioning.py", *sys.argv[1:]]),
+        "# " + " ".join([threads, ".venv/bin/python benchmarks/maze_conditioning.py", *sys.argv[1:]]),
         f"# {date.today().isoformat()}: {args.videos} held-out maze videos, windows starting at frames "
         f"{', '.join(map(str, args.starts))}; {args.given} given, the rest of the window generated; DPM-Solver++(2M), "
         "10 steps, the same noise for every run.",

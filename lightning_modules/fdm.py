@@ -28,7 +28,7 @@ from torch import Tensor
 
 from video_diffusion_lab.datamodules.video_index import uint8_to_unit_range
 from video_diffusion_lab.diffusion import FrameMask
-from video_diffusion_lab.diffusion.frame_sampling import PADDING, fdm_training_slots
+from video_diffusion_lab.diffusion.frame_sampling import PADDING, TrainingWindows, fdm_training_slots
 from video_diffusion_lab.diffusion.schemes import Stage, scheme_image
 from video_diffusion_lab.groups import ClipShape, DiffusionConfig, EMAConfig, RolloutConfig, SamplingConfig, TaskConfig
 from video_diffusion_lab.lightning_modules.video_diffusion import VideoDiffusionModule, default_optimizer
@@ -57,14 +57,12 @@ class FDM(VideoDiffusionModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         # what fills the slots a training pass leaves free (diffusion/frame_sampling.py)
         padding: str = "random_frames",
-        # None: the released distribution over whole videos; W: each example inside a window of log-uniform length
-        # in [W, T] (a departure for short fits, diffusion/frame_sampling.py)
-        min_window: int | None = None,
+        # None: the released distribution over whole videos; else a share of the examples inside windows of the video
+        # (a departure for short fits, diffusion/frame_sampling.py)
+        windows: TrainingWindows | None = None,
     ):
         if padding not in PADDING:
             raise ValueError(f"padding: choose one of {PADDING}, got {padding!r}")
-        if min_window is not None and min_window < 1:
-            raise ValueError(f"min_window: must be >= 1 frame or null, got {min_window}")
         super().__init__(
             FDMUNet(network, image_size=clip.image_size, channels=clip.channels, max_frames=clip.num_frames),
             clip=clip,
@@ -79,7 +77,7 @@ class FDM(VideoDiffusionModule):
         )
         self.save_method_hyperparameters()
         self.padding = padding
-        self.min_window = min_window
+        self.windows = windows
         self._scheme_stages: list[tuple[Stage, tuple[int, ...]]] = []
 
     # ------------------------------------------------------------------------------------------------------ training
@@ -102,7 +100,7 @@ class FDM(VideoDiffusionModule):
         video = batch["video"]  # (B, T, C, H, W), whole videos, on the CPU
         batch_size, length = video.shape[:2]
         slots = fdm_training_slots(
-            batch_size, length, self.clip.num_frames, self.padding, self.training_generator(), self.min_window
+            batch_size, length, self.clip.num_frames, self.padding, self.training_generator(), self.windows
         )
         indices = slots.mask.frame_indices
         frames = video[slots.source, indices].to(self.device)  # (B, K, C, H, W)

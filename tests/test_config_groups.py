@@ -185,7 +185,7 @@ def test_methods_list_only_their_own_fields_besides_the_groups() -> None:
     }
     own = {
         RaMViD: {"p_uncond", "max_given"},
-        FDM: {"padding", "min_window"},
+        FDM: {"padding", "windows"},
         RVD: {"residual_scale", "loss_type", "train_warmup", "predictor_loss_weight"},
         VDM: {
             "num_image_frames",

@@ -109,7 +109,7 @@ def test_fit_predict_long_video_with_a_scheme_and_test(tmp_path: Path) -> None:
         ({"rollout": {"frames_per_pass": 5}}, "rollout.frames_per_pass"),
         ({"rollout": {"adaptive_distance": "ssim"}}, "rollout.adaptive_distance"),
         ({"padding": "zeros"}, "padding"),
-        ({"min_window": 0}, "min_window"),
+        ({"windows": {"probability": 0.5, "shortest": 0}}, "windows.shortest"),
     ],
 )
 def test_bad_settings_stop_before_training_naming_the_field(tmp_path: Path, model: dict, field: str) -> None:

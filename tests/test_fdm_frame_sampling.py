@@ -136,19 +136,24 @@ def test_every_micro_batch_draws_its_own_frame_indices():
 
 
 def test_windows_keep_the_video_bounds_and_make_short_spacings_common():
-    from video_diffusion_lab.diffusion.frame_sampling import sample_window
+    from video_diffusion_lab.diffusion.frame_sampling import TrainingWindows, sample_window
 
     generator = torch.Generator().manual_seed(5)
     lengths = []
     for _ in range(400):
-        start, length = sample_window(300, 20, generator)
+        start, length = sample_window(300, TrainingWindows(shortest=20), generator)
         assert 20 <= length <= 300 and 0 <= start <= 300 - length
         lengths.append(length)
     assert min(lengths) < 30 and max(lengths) > 200, "log-uniform over [20, 300]: short and long windows both occur"
-    assert sample_window(8, 20, generator) == (0, 8), "a video shorter than the window is taken whole"
+    assert sample_window(8, TrainingWindows(shortest=20), generator) == (0, 8), "a short video is taken whole"
 
-    def near_observed(min_window):  # share of latent frames with an observed frame at most 5 frames away
-        mask = fdm_training_mask(2000, 300, 10, torch.Generator().manual_seed(6), min_window=min_window)
+    mixed = [sample_window(300, TrainingWindows(0.5, shortest=10, longest=10), generator) for _ in range(400)]
+    whole = sum(window == (0, 300) for window in mixed)
+    assert 150 < whole < 250, f"about half the examples keep the whole video, got {whole} of 400"
+    assert all(length == 10 and 0 <= start <= 290 for start, length in mixed if (start, length) != (0, 300))
+
+    def near_observed(windows):  # share of latent frames with an observed frame at most 5 frames away
+        mask = fdm_training_mask(2000, 300, 10, torch.Generator().manual_seed(6), windows=windows)
         near = total = 0
         for b in range(2000):
             observed = mask.frame_indices[b][mask.observed[b]]
@@ -158,6 +163,22 @@ def test_windows_keep_the_video_bounds_and_make_short_spacings_common():
         assert ((mask.frame_indices >= 0) & (mask.frame_indices < 300)).all()
         return near / total
 
-    assert near_observed(20) > 3 * near_observed(None)
-    with pytest.raises(ValueError, match="min_window"):
-        sample_window(300, 0, generator)
+    released = near_observed(None)
+    assert near_observed(TrainingWindows(shortest=20)) > 3 * released
+    assert near_observed(TrainingWindows(0.5, shortest=10, longest=10)) > 10 * released
+
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"probability": 0.0}, "windows.probability"),
+        ({"probability": 1.5}, "windows.probability"),
+        ({"shortest": 0}, "windows.shortest"),
+        ({"shortest": 20, "longest": 10}, "windows.longest"),
+    ],
+)
+def test_bad_windows_name_the_field(fields, field):
+    from video_diffusion_lab.diffusion.frame_sampling import TrainingWindows
+
+    with pytest.raises(ValueError, match=field):
+        TrainingWindows(**fields)

@@ -9,12 +9,13 @@ Per example, K slots are filled with groups of frames of a video of length T:
 The slots left over are padding. One model trained this way serves every sampling scheme (Autoreg, Long-range,
 Hierarchy-N, Adaptive) because any (observed, latent) split of at most K frames is in the support.
 
-Windows (``min_window``, a departure, off by default): the released code draws the groups over the whole video. Over
-T = 300 frames and K = 10, a latent frame then has an observed frame within 5 frames in about 2% of its draws
-(``benchmarks/results/fdm_training_windows.md``), so a short fit learns the world's look but not to copy from
-neighbouring given frames. With ``min_window = W`` each example first draws a window, length log-uniform on [W, T]
-and start uniform, and draws the groups inside it. Every spacing of the released distribution stays in the support;
-short spacings become more frequent.
+Windows (``TrainingWindows``, a departure, off by default): the released code draws the groups over the whole
+video. Over T = 300 frames and K = 10, a latent frame then has an observed frame within 5 frames in about 2% of its
+draws (``benchmarks/results/fdm_training_windows.md``), so a short fit learns the world's look but not to copy from
+neighbouring given frames. With windows, a share ``probability`` of the examples first draws a window, length
+log-uniform on [``shortest``, ``longest``] and start uniform, and draws the groups inside it; the other examples keep
+the released draw. Every spacing of the released distribution stays in the support; short spacings become more
+frequent.
 
 What fills the padding slots (``fdm_training_slots``):
 - ``"random_frames"`` (the released code's default, ``pad_with_random_frames=True``): frames of ANOTHER video at
@@ -98,13 +99,42 @@ def sample_frame_indices(
     return indices, [flags[i] for i in indices]
 
 
-def sample_window(video_length: int, min_window: int, generator: torch.Generator | None = None) -> tuple[int, int]:
-    """(start, length) of a window of the video: length log-uniform on [min(min_window, T), T], start uniform."""
-    if min_window < 1:
-        raise ValueError(f"min_window: must be >= 1, got {min_window}")
-    shortest = min(min_window, video_length)
-    length = int(math.exp(math.log(shortest) + _uniform(generator) * math.log(video_length / shortest)))
-    length = max(shortest, min(length, video_length))
+@dataclass(frozen=True)
+class TrainingWindows:
+    """Which FDM training examples are drawn inside a window of the video, and how long the windows are.
+
+    probability: the share of examples drawn inside a window; the others use the whole video (the released draw);
+    shortest / longest: window length, log-uniform on [shortest, longest] (longest null: the whole video's length).
+    """
+
+    probability: float = 1.0
+    shortest: int = 10
+    longest: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.probability <= 1.0:
+            raise ValueError(f"windows.probability: must be in (0, 1], got {self.probability}")
+        if self.shortest < 1:
+            raise ValueError(f"windows.shortest: must be >= 1 frame, got {self.shortest}")
+        if self.longest is not None and self.longest < self.shortest:
+            raise ValueError(f"windows.longest: must be >= windows.shortest = {self.shortest}, got {self.longest}")
+
+
+# Checkpoints of modules built outside the CLI keep the group in their hyper-parameters (weights_only=True loading).
+torch.serialization.add_safe_globals([TrainingWindows])
+
+
+def sample_window(
+    video_length: int, windows: TrainingWindows, generator: torch.Generator | None = None
+) -> tuple[int, int]:
+    """(start, length) of the part of the video one example is drawn from: with probability ``windows.probability``
+    a window of log-uniform length (both ends capped at T) at a uniform start, else the whole video."""
+    if windows.probability < 1.0 and _uniform(generator) >= windows.probability:
+        return 0, video_length
+    shortest = min(windows.shortest, video_length)
+    longest = min(windows.longest or video_length, video_length)
+    length = int(math.exp(math.log(shortest) + _uniform(generator) * math.log(longest / shortest)))
+    length = max(shortest, min(length, longest))
     start = int(torch.randint(0, video_length - length + 1, (), generator=generator))
     return start, length
 
@@ -115,18 +145,18 @@ def fdm_training_mask(
     max_frames: int,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    min_window: int | None = None,
+    windows: TrainingWindows | None = None,
 ) -> FrameMask:
     """A ``FrameMask`` over ``max_frames`` slots per example: the drawn frames first (sorted), padding after.
 
     ``frame_indices`` of padding slots repeat the example's last real index (a valid position to gather, ignored
-    by the network and the loss). ``min_window``: draw each example inside a random window (module docstring).
+    by the network and the loss). ``windows``: draw examples inside random windows (module docstring).
     """
     observed = torch.zeros(batch_size, max_frames, dtype=torch.bool)
     latent = torch.zeros(batch_size, max_frames, dtype=torch.bool)
     frame_indices = torch.zeros(batch_size, max_frames, dtype=torch.long)
     for b in range(batch_size):
-        start, length = (0, video_length) if min_window is None else sample_window(video_length, min_window, generator)
+        start, length = (0, video_length) if windows is None else sample_window(video_length, windows, generator)
         indices, flags = sample_frame_indices(length, max_frames, generator)
         indices = [start + i for i in indices]
         n = len(indices)
@@ -156,13 +186,13 @@ def fdm_training_slots(
     max_frames: int,
     padding: str = "random_frames",
     generator: torch.Generator | None = None,
-    min_window: int | None = None,
+    windows: TrainingWindows | None = None,
 ) -> TrainingSlots:
     """The frames, flags and loss slots of one FDM training batch (see the module docstring for ``padding`` and
-    ``min_window``)."""
+    ``windows``)."""
     if padding not in PADDING:
         raise ValueError(f"padding: choose one of {PADDING}, got {padding!r}")
-    mask = fdm_training_mask(batch_size, video_length, max_frames, generator, min_window=min_window)
+    mask = fdm_training_mask(batch_size, video_length, max_frames, generator, windows=windows)
     source = torch.arange(batch_size)[:, None].expand(batch_size, max_frames).clone()
     if padding == "masked":
         return TrainingSlots(mask, source, mask.latent.clone(), average_over_slots=False)
