@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.tiny_run import REPO, tiny_config
+from tests.tiny_run import run_benchmark, tiny_config
 from video_diffusion_lab import cli as vdiff
 from video_diffusion_lab.diffusion.masks import task_mask
 from video_diffusion_lab.diffusion.schedules import DiscreteSchedule
@@ -41,25 +38,16 @@ def test_an_oracle_has_no_error_and_the_mean_matches_its_baseline() -> None:
 def test_the_script_writes_a_table_and_a_plot_for_a_checkpoint(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, trainer={"limit_val_batches": 0})
     vdiff.run(["fit", "--config", str(config)])
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "denoiser_diagnostic.py"),
-            "--config",
-            str(config),
-            "--ckpt_path",
-            str(tmp_path / "checkpoints" / "last.ckpt"),
-            "--levels",
-            "4",
-            "--batches",
-            "1",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_benchmark(
+        "denoiser_diagnostic.py",
+        "--config",
+        str(config),
+        "--ckpt_path",
+        str(tmp_path / "checkpoints" / "last.ckpt"),
+        "--levels",
+        "4",
+        "--batches",
+        "1",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "diagnostics" / "denoiser_diagnostic.json").read_text())

@@ -4,38 +4,19 @@ rows come back from the cache, and a run whose test videos differ is refused."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.tiny_run import REPO, tiny_config
+from tests.tiny_run import run_benchmark, table_rows, tiny_config
 from video_diffusion_lab import cli as vdiff
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def benchmark(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "long_video_schemes.py"), *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def table_rows(text: str) -> dict[str, list[str]]:
-    rows = {}
-    for line in text.splitlines():
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        if line.startswith("| ") and cells[0] not in rows:
-            rows[cells[0]] = cells[1:]
-    return rows
+    return run_benchmark("long_video_schemes.py", *args)
 
 
 def test_the_scheme_benchmark_on_tiny_maze_runs(tmp_path: Path) -> None:

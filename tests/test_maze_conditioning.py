@@ -4,14 +4,11 @@ and the copy-last row per lag, the copy-last errors are those of the test videos
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.tiny_run import REPO, tiny_config
+from tests.tiny_run import run_benchmark, table_rows, tiny_config
 from video_diffusion_lab import cli as vdiff
 from video_diffusion_lab.api import load_run
 from video_diffusion_lab.metrics.revisit import signed_range
@@ -24,22 +21,11 @@ def test_the_conditioning_benchmark_on_a_tiny_maze_run(tmp_path: Path) -> None:
     vdiff.run(["fit", "--config", str(tiny_config(run, method="maze", trainer={"max_steps": 2}))])
     out = tmp_path / "out"
     args = ["--run", f"fdm={run}", "--videos", "2", "--window", "4", "--given", "2", "--starts", "0", "6"]
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "maze_conditioning.py"), *args, "--out", str(out)],
-        cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_benchmark("maze_conditioning.py", *args, "--out", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     text = (out / "maze_conditioning.md").read_text()
     assert text.startswith("# OMP_NUM_THREADS=1 .venv/bin/python benchmarks/maze_conditioning.py"), "its threads"
-    rows = {
-        cells[0]: cells[1:]
-        for line in text.splitlines()
-        if line.startswith("| ") and (cells := [c.strip() for c in line.strip("|").split("|")])
-    }
+    rows = table_rows(text)
     assert rows["run"] == ["lag 1", "lag 2", "moved by other given frames"]
     assert rows["copy last given frame"][-1] == "0"
     assert len(rows["fdm (2 steps)"]) == 3 and float(rows["fdm (2 steps)"][-1]) >= 0

@@ -223,3 +223,25 @@ def run_vdiff_ddp(*args: str, timeout: float = 240) -> subprocess.CompletedProce
     return run_vdiff(
         *args, "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp", timeout=timeout
     )
+
+
+def run_benchmark(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python benchmarks/SCRIPT ARGS`` as a user runs it, from the repository root, one thread."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """The rows of the markdown tables in ``text``, by first cell (the first row of that name wins)."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if line.startswith("| ") and cells[0] not in rows:
+            rows[cells[0]] = cells[1:]
+    return rows
